@@ -1,0 +1,1 @@
+"""The benchmark suite behind `agentlab bench` (results and commands in bench/README.md)."""

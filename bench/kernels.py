@@ -1,0 +1,154 @@
+"""Kernel throughput: environment transitions per second over a batch, random actions, auto-reset on.
+
+One harness measures agentlab and its peers alike: ``vmap`` over the batch inside a ``lax.scan`` of
+`steps` steps, carrying observations, states, summed rewards and finished episodes (so nothing the
+kernel computes can be optimised away), one fresh key per lane per step. Compile time is measured
+separately (``lower().compile()``); every timed call blocks on its result. Throughput is
+``batch_size * steps / seconds`` (one step of one environment is one transition), the median over
+`repeats` timed calls after one warm-up call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from agentlab.errors import UsageError
+
+GYMNAX_IDS = {
+    "asterix": "Asterix-MinAtar",
+    "breakout": "Breakout-MinAtar",
+    "freeway": "Freeway-MinAtar",
+    "seaquest": "Seaquest-MinAtar",
+    "space_invaders": "SpaceInvaders-MinAtar",
+}
+IMPLEMENTATIONS = ("agentlab", "gymnax")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One measurement: an implementation, a kernel, a batch size, a stochasticity string."""
+
+    impl: str
+    env: str
+    batch_size: int
+    stochasticity: str = "plain"
+    auto_reset: bool = True
+
+    @property
+    def key(self) -> tuple:
+        return (self.impl, self.env, self.batch_size, self.stochasticity, self.auto_reset)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """What the harness needs: batched-able ``reset(key, params)`` and
+    ``step(key, state, action, params) -> (obs, state, reward, done)``."""
+
+    reset: Callable[..., Any]
+    step: Callable[..., Any]
+    params: Any
+    num_actions: int
+
+
+def agentlab_kernel(name: str, stochasticity: str = "plain", auto_reset: bool = True) -> Kernel:
+    from agentlab.kernels import make
+
+    env, params = make(name, stochasticity=stochasticity, auto_reset=auto_reset)
+
+    def step(key, state, action, params):
+        obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
+        return obs, state, reward, terminated | truncated
+
+    return Kernel(env.reset, step, params, env.num_actions)
+
+
+def gymnax_kernel(name: str) -> Kernel:
+    try:
+        import gymnax
+    except ImportError:
+        raise UsageError("--vs gymnax needs gymnax: pip install 'agentlab[bench]'") from None
+    if name not in GYMNAX_IDS:
+        raise UsageError(f"gymnax has no port of {name!r}")
+    env, params = gymnax.make(GYMNAX_IDS[name])
+
+    def step(key, state, action, params):  # gymnax >= 1.0: (obs, state, reward, terminated, truncated, info)
+        obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
+        return obs, state, reward, terminated | truncated
+
+    return Kernel(env.reset, step, params, env.num_actions)
+
+
+def build(kernel: Kernel, batch_size: int, steps: int):
+    """``(init(key) -> carry, run(carry, key) -> carry)``, both pure; `run` takes `steps` steps."""
+    batched_reset = jax.vmap(kernel.reset, in_axes=(0, None))
+    batched_step = jax.vmap(kernel.step, in_axes=(0, 0, 0, None))
+
+    def init(key):
+        obs, state = batched_reset(jax.random.split(key, batch_size), kernel.params)
+        return obs, state, jnp.zeros(batch_size, jnp.float32), jnp.zeros(batch_size, jnp.int32)
+
+    def run(carry, key):
+        def body(carry, k):
+            obs, state, returns, episodes = carry
+            k_act, k_step = jax.random.split(k)
+            actions = jax.random.randint(k_act, (batch_size,), 0, kernel.num_actions)
+            obs, state, reward, done = batched_step(jax.random.split(k_step, batch_size), state, actions, kernel.params)
+            return (obs, state, returns + reward, episodes + done), None
+
+        carry, _ = jax.lax.scan(body, carry, jax.random.split(key, steps))
+        return carry
+
+    return init, run
+
+
+def measure(kernel: Kernel, batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Compile seconds, median and best seconds per call, and steps per second (median)."""
+    init, run = build(kernel, batch_size, steps)
+    key = jax.random.key(seed)
+    carry = jax.block_until_ready(jax.jit(init)(key))
+    start = time.perf_counter()
+    compiled = jax.jit(run).lower(carry, key).compile()
+    compile_seconds = time.perf_counter() - start
+    jax.block_until_ready(compiled(carry, key))  # warm-up
+    times = []
+    for r in range(repeats):
+        k = jax.random.fold_in(key, r + 1)
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(carry, k))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "compile_seconds": compile_seconds,
+        "seconds_median": median,
+        "seconds_min": min(times),
+        "steps_per_second": batch_size * steps / median,
+    }
+
+
+def kernel_for(cell: Cell) -> Kernel:
+    if cell.impl == "gymnax":
+        return gymnax_kernel(cell.env)
+    return agentlab_kernel(cell.env, cell.stochasticity, cell.auto_reset)
+
+
+def profile_specs(name: str) -> dict[str, str]:
+    """One representative profile of each taxonomy kind for `name` (the overhead measurement)."""
+    from agentlab.kernels.atari import GAMES
+
+    mode = next(iter(GAMES[name].event_modes))
+    return {
+        "action": "action:p=0.3",
+        "sticky": "sticky:p=0.1",
+        "event": f"event:mode={mode},p=0.25",
+        "drift": "drift:mode=sudden,at=300,to=(action:p=0.3)",
+        "crop": "mask:kind=crop,region=left,p=0.75",
+        "torch": "mask:kind=torch,radius=3,centre=agent,p=1",
+        "blackout": "mask:kind=blackout,region=all,p=1",
+    }

@@ -1,0 +1,257 @@
+"""`agentlab bench kernels`: kernel throughput over batch sizes, optionally beside gymnax."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentlab.cli.common import (
+    Config,
+    Force,
+    Json,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Stochasticity,
+    apply_config_file,
+    default_out,
+    fail,
+    handle_errors,
+    parse_int_list,
+    parse_names,
+    print_json,
+)
+
+app = typer.Typer(help="Benchmarks: kernel throughput (results and commands in bench/README.md).", no_args_is_help=True)
+
+AUTO_RESET = ("on", "off", "both")
+
+
+@app.command("kernels")
+@handle_errors
+def kernels(
+    ctx: typer.Context,
+    envs: Annotated[str, typer.Option("--envs", help="Kernels to measure: 'all' or a comma-separated list.")] = "all",
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated numbers of parallel environments.")
+    ] = "1,64,1024",
+    steps: Annotated[int, typer.Option("--steps", help="Environment steps per lane per timed call.")] = 128,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls per measurement (median reported).")] = 3,
+    stochasticity: Stochasticity = "plain",
+    profiles: Annotated[
+        bool,
+        typer.Option("--profiles", help="Also measure one profile of each taxonomy kind at the largest batch size."),
+    ] = False,
+    auto_reset: Annotated[
+        str, typer.Option("--auto-reset", help="on, off, or both (measures what auto-reset costs).")
+    ] = "on",
+    vs: Annotated[str | None, typer.Option("--vs", help="Measure a peer side by side: gymnax.")] = None,
+    seed: Seed = 0,
+    out: Out = None,
+    resume: Resume = False,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+    config: Config = None,
+) -> None:
+    """Steps per second of each kernel over batch sizes (random actions, blocking on results,
+    compile time excluded and reported separately); writes metrics.parquet, summary.json and plots."""
+    values = apply_config_file(ctx, config, dict(locals()) | {"ctx": None})
+    envs, batch_sizes, steps, repeats = values["envs"], values["batch_sizes"], values["steps"], values["repeats"]
+    stochasticity, profiles, auto_reset, vs, seed = (
+        values["stochasticity"],
+        values["profiles"],
+        values["auto_reset"],
+        values["vs"],
+        values["seed"],
+    )
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.bench import kernels as bk
+    from agentlab.kernels import make
+    from agentlab.kernels.atari import GAMES
+
+    names = parse_names(envs, tuple(sorted(GAMES)), "--envs")
+    sizes = parse_int_list(batch_sizes, "--batch-sizes")
+    if steps < 1 or repeats < 1:
+        fail(f"--steps and --repeats must be >= 1, got {steps} and {repeats}")
+    if auto_reset not in AUTO_RESET:
+        fail(f"unknown --auto-reset {auto_reset!r}: valid values are 'on', 'off' or 'both'")
+    if vs not in (None, "gymnax"):
+        fail(f"unknown --vs {vs!r}: the only peer is 'gymnax'")
+    for name in names:  # validate the stochasticity string for every kernel before any work
+        make(name, stochasticity=stochasticity)
+    if vs == "gymnax":
+        bk.gymnax_kernel(names[0])  # fails early with an install hint
+
+    resets = {"on": [True], "off": [False], "both": [True, False]}[auto_reset]
+    cells = []
+    for name in names:
+        for size in sizes:
+            for reset in resets:
+                cells.append(bk.Cell("agentlab", name, size, stochasticity, reset))
+            if vs == "gymnax" and stochasticity == "plain":
+                cells.append(bk.Cell("gymnax", name, size))
+        if profiles:
+            for spec in bk.profile_specs(name).values():
+                cells.append(bk.Cell("agentlab", name, max(sizes), spec, True))
+
+    config_record = {
+        "envs": names,
+        "batch_sizes": sizes,
+        "steps": steps,
+        "repeats": repeats,
+        "stochasticity": stochasticity,
+        "profiles": profiles,
+        "auto_reset": auto_reset,
+        "vs": vs,
+        "seed": seed,
+    }
+    out = out or default_out("bench-kernels")
+    run_dir = rundir.prepare(out, resume=resume, force=force)
+    metrics_path = run_dir / "metrics.parquet"
+    if resume:
+        rundir.check_resume_config(run_dir, config_record)
+    else:
+        rundir.write_config(run_dir, "bench kernels", config_record)
+    rows = pl.read_parquet(metrics_path).to_dicts() if resume and metrics_path.exists() else []
+    done = {(r["impl"], r["env"], r["batch_size"], r["stochasticity"], r["auto_reset"]) for r in rows}
+    todo = [c for c in cells if c.key not in done]
+
+    started = time.perf_counter()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("bench kernels", total=len(cells), completed=len(cells) - len(todo))
+        for cell in todo:
+            progress.update(task, description=f"{cell.impl} {cell.env} x{cell.batch_size} {cell.stochasticity}")
+            result = bk.measure(bk.kernel_for(cell), cell.batch_size, steps, repeats, seed)
+            rows.append(
+                {
+                    "impl": cell.impl,
+                    "env": cell.env,
+                    "batch_size": cell.batch_size,
+                    "stochasticity": cell.stochasticity,
+                    "auto_reset": cell.auto_reset,
+                    "steps": steps,
+                    "seed": seed,
+                    "step": cell.batch_size * steps,
+                    **result,
+                    "wall_seconds": time.perf_counter() - started,
+                }
+            )
+            rundir.write_parquet(metrics_path, pl.DataFrame(rows))
+            progress.advance(task)
+
+    frame = pl.DataFrame(rows)
+    summary = summarise(frame, names, max(sizes), stochasticity, profiles)
+    summary["wall_seconds"] = time.perf_counter() - started
+    rundir.write_json(run_dir / "summary.json", summary)
+    plot(frame, run_dir / "plots")
+    if json:
+        print_json(summary)
+    if not quiet:
+        show(frame, summary, run_dir)
+
+
+def summarise(frame, names: list[str], largest: int, stochasticity: str, profiles: bool) -> dict:
+    """Flat summary at the largest batch size: steps/s, the ratio to gymnax, profile slowdowns."""
+    import polars as pl
+
+    from agentlab.bench import kernels as bk
+
+    def rate(impl: str, env: str, spec: str, auto_reset: bool = True) -> float | None:
+        hit = frame.filter(
+            (pl.col("impl") == impl)
+            & (pl.col("env") == env)
+            & (pl.col("batch_size") == largest)
+            & (pl.col("stochasticity") == spec)
+            & (pl.col("auto_reset") == auto_reset)
+        )
+        return float(hit["steps_per_second"][0]) if hit.height else None
+
+    summary: dict = {"largest_batch_size": largest, "compile_seconds": float(frame["compile_seconds"].sum())}
+    for env in names:
+        ours = rate("agentlab", env, stochasticity)
+        if ours is None:
+            ours = rate("agentlab", env, stochasticity, False)
+        summary[f"{env}_steps_per_second"] = ours
+        peer = rate("gymnax", env, "plain")
+        if peer is not None and ours is not None:
+            summary[f"{env}_gymnax_steps_per_second"] = peer
+            summary[f"{env}_speedup_vs_gymnax"] = ours / peer
+        without = rate("agentlab", env, stochasticity, False)
+        if without is not None and rate("agentlab", env, stochasticity, True) is not None:
+            summary[f"{env}_auto_reset_slowdown"] = without / rate("agentlab", env, stochasticity, True) - 1.0
+        if profiles and ours:
+            for kind, spec in bk.profile_specs(env).items():
+                value = rate("agentlab", env, spec)
+                if value:
+                    summary[f"{env}_{kind}_slowdown"] = rate("agentlab", env, "plain") / value - 1.0
+    return summary
+
+
+def plot(frame, plots: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    from agentlab.rundir import save_figure
+
+    base = frame.filter(pl.col("stochasticity") == frame["stochasticity"][0])
+    envs = sorted(set(base["env"]))
+    fig, axes = plt.subplots(1, len(envs), figsize=(3.2 * len(envs), 3.0), squeeze=False, sharey=True)
+    for ax, env in zip(axes[0], envs):
+        for (impl, reset), group in base.filter(pl.col("env") == env).group_by(
+            ["impl", "auto_reset"], maintain_order=True
+        ):
+            group = group.sort("batch_size")
+            label = impl + ("" if reset else " (no auto-reset)")
+            ax.plot(group["batch_size"], group["steps_per_second"], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(env)
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("steps per second")
+    axes[0][-1].legend(fontsize=7)
+    save_figure(plots / "throughput.png", fig)
+
+
+def show(frame, summary: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"kernel throughput (steps/s), batch {summary['largest_batch_size']}")
+    for column in ("impl", "env", "batch", "stochasticity", "auto-reset", "steps/s", "compile s"):
+        table.add_column(column)
+    for row in frame.sort(["env", "batch_size", "impl"]).iter_rows(named=True):
+        table.add_row(
+            row["impl"],
+            row["env"],
+            str(row["batch_size"]),
+            row["stochasticity"],
+            "on" if row["auto_reset"] else "off",
+            f"{row['steps_per_second']:,.0f}",
+            f"{row['compile_seconds']:.2f}",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    for key, value in summary.items():
+        if key.endswith("speedup_vs_gymnax"):
+            console.print(f"{key}: {value:.2f}x")
+    console.print(f"wrote {run_dir}")

@@ -1,0 +1,150 @@
+"""What every command shares: options defined once, error handling, config files, output."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tomllib
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from agentlab.errors import UsageError, choices
+
+DEBUG_VARIABLE = "AGENTLAB_DEBUG"
+
+# Shared options (one flag vocabulary, CONTRACT.md).
+Stochasticity = Annotated[
+    str,
+    typer.Option(
+        "--stochasticity",
+        "-s",
+        help="Stochasticity profiles, e.g. 'action:p=0.3' or 'sticky:p=0.1+mask:kind=crop,region=left,p=0.75'; "
+        "'plain' for none. `agentlab envs` lists each game's event modes and mask regions.",
+    ),
+]
+Out = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Run directory to write (default: runs/<command>-<time>).")
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in an existing --out directory.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing --out directory.")]
+Json = Annotated[bool, typer.Option("--json", help="Print summary.json on stdout (human text goes to stderr).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables on stderr.")]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", help="A TOML file with option values (flag names in snake_case); flags given win."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of every random draw (same seed, same numbers).")]
+
+
+def fail(message: str) -> None:
+    """Raise the bad-input error: one line on stderr, exit code 2."""
+    raise UsageError(message)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command: bad input -> one line and exit 2; a failure while computing -> one line and exit
+    1; Ctrl-C -> exit 130. ``AGENTLAB_DEBUG=1`` shows the traceback instead."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except UsageError as error:
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: the run directory is kept; rerun with --resume to continue", err=True)
+            raise typer.Exit(130) from None
+        except Exception as error:  # noqa: BLE001 - the command line's last resort
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 for the traceback)", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def parse_int_list(text: str, option: str, minimum: int = 1) -> list[int]:
+    """``"1,64,4096"`` -> ``[1, 64, 4096]``; every value must be an integer >= `minimum`."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = int(part)
+        except ValueError:
+            fail(f"{option} {text!r}: {part!r} is not an integer (expected a comma-separated list like 1,64,4096)")
+        if value < minimum:
+            fail(f"{option} {text!r}: every value must be >= {minimum}, got {value}")
+        values.append(value)
+    return values
+
+
+def parse_names(text: str, valid: tuple[str, ...], option: str) -> list[str]:
+    """``"all"`` or a comma-separated subset of `valid`."""
+    if text.strip() == "all":
+        return list(valid)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in valid:
+            fail(f"{option}: unknown name {name!r}: valid names are {choices(valid)} or 'all'")
+    if not names:
+        fail(f"{option} is empty: give 'all' or names from {choices(valid)}")
+    return names
+
+
+def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill options the user did not give on the command line from a TOML file.
+
+    Keys are the flags' names in snake_case; an unknown key or a value of the wrong type is bad
+    input. Returns the updated `values`.
+    """
+    if path is None:
+        return values
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        fail(f"--config {path}: no such file")
+    except tomllib.TOMLDecodeError as error:
+        fail(f"--config {path} is not valid TOML: {error}")
+    settable = {k for k in values if k not in ("config", "resume", "force", "json", "quiet")}
+    for key, value in data.items():
+        if key not in settable:
+            fail(f"--config {path}: unknown key {key!r}: valid keys are {choices(sorted(settable))}")
+        default = values[key]
+        expected = type(default) if default is not None else None
+        if (
+            expected is not None
+            and not isinstance(value, expected)
+            and not (expected is float and isinstance(value, int))
+        ):
+            if expected is str and isinstance(value, (list, int, float)):
+                value = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            else:
+                fail(f"--config {path}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        source = ctx.get_parameter_source(key)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            values[key] = value
+    return values
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    sys.stdout.flush()
+
+
+def default_out(command: str) -> Path:
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{command}-{stamp}"

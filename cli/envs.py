@@ -1,0 +1,60 @@
+"""`agentlab envs`: the kernels, their action sets and their stochasticity options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agentlab.cli.common import handle_errors, print_json
+
+GRAMMAR = {
+    "spec": 'PROFILE ("+" PROFILE)*',
+    "profile": 'KIND [":" KEY "=" VALUE ("," KEY "=" VALUE)*]',
+    "kinds": {
+        "action": "action:p=P  (STORI type 1: replace the action by a uniform one with prob. P; default p=0.3)",
+        "sticky": "sticky:p=P  (repeat the last executed action with prob. P; default p=0.1)",
+        "event": "event:mode=NAME,p=P  (STORI type 2.1: a game-specific event; default p=0.25)",
+        "drift": "drift:mode=sudden|cyclic,at=T,to=(SPEC)  (STORI type 2.2; default sudden, at=300)",
+        "mask": "mask:kind=crop,region=left|right|top|bottom,p=P | mask:kind=torch,radius=R,centre=agent|random,p=P"
+        " | mask:kind=blackout,region=NAME,p=P  (STORI type 3.2)",
+        "plain": "plain  (STORI type 3.1: the unmodified game)",
+    },
+}
+
+
+@handle_errors
+def envs(
+    json: Annotated[bool, typer.Option("--json", help="Print the list as JSON on stdout.")] = False,
+) -> None:
+    """List the kernels: observation, action set, event modes and mask regions, and the stochasticity grammar."""
+    from agentlab.kernels import describe, registered_kernels
+
+    rows = [describe(name) for name in registered_kernels()]
+    if json:
+        print_json({"kernels": rows, "stochasticity": GRAMMAR})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="agentlab kernels", show_lines=True)
+    for column in ("kernel", "observation", "actions (full-set index)", "event modes", "blackout regions"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        actions = ", ".join(f"{a} ({i})" for a, i in zip(row["actions"], row["action_set"]))
+        agents = f" x{row['agents']} agents" if row["agents"] > 1 else ""
+        table.add_row(
+            row["name"],
+            row["observation"] + agents,
+            actions,
+            ", ".join(row["event_modes"]) or "-",
+            ", ".join(row["blackout_regions"]) or "-",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    console.print("Event modes are described in `agentlab envs --json` and each game's docstring.")
+    console.print(
+        "[bold]Stochasticity[/bold] (--stochasticity): " + GRAMMAR["spec"] + ", PROFILE := " + GRAMMAR["profile"]
+    )
+    for text in GRAMMAR["kinds"].values():
+        console.print("  " + text, markup=False)

@@ -1,0 +1,95 @@
+"""JAX environment kernels on one contract (see `agentlab.kernels.environment`).
+
+    >>> from agentlab.kernels import make
+    >>> env, params = make("breakout", stochasticity="action:p=0.3")
+    >>> obs, state = env.reset(jax.random.key(0), params)
+    >>> obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+`make` wraps every kernel in `AutoReset` unless ``auto_reset=False``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from agentlab.errors import UsageError, choices
+from agentlab.kernels.atari import GAMES, make_atari, with_stochasticity
+from agentlab.kernels.atari import describe as describe_atari
+from agentlab.kernels.environment import AutoReset, Environment
+from agentlab.kernels.multi.coordination import Coordination
+from agentlab.kernels.multi.coordination import describe as describe_coordination
+from agentlab.kernels.spaces import Box, Discrete
+from agentlab.kernels.stochasticity import as_spec, format_spec, parse_spec
+
+Factory = Callable[..., tuple[Environment, Any]]
+
+
+def _make_coordination(num_agents: int = 3, num_choices: int = 4, max_steps: int | None = 32):
+    env = Coordination(num_agents=num_agents, num_choices=num_choices)
+    return env, env.default_params().replace(max_steps=max_steps)
+
+
+_REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
+    **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
+    "coordination": (_make_coordination, describe_coordination),
+}
+_ATARI_OPTIONS = ("stochasticity", "max_steps", "full_action_set", "ramping")
+
+
+def registered_kernels() -> tuple[str, ...]:
+    """The names `make` accepts, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def _options(name: str) -> tuple[str, ...]:
+    if name in GAMES:
+        return _ATARI_OPTIONS
+    return tuple(inspect.signature(_REGISTRY[name][0]).parameters)
+
+
+def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environment, Any]:
+    """Build a kernel by name: ``(env, params)``.
+
+    Options (Atari-style games): ``stochasticity`` (a string such as ``"action:p=0.3"`` or a tuple of
+    profiles), ``max_steps`` (None: no time limit, as in MinAtar), ``full_action_set`` (all six
+    MinAtar actions instead of the game's minimal set), ``ramping`` (MinAtar's difficulty ramping).
+    `coordination`: ``num_agents``, ``num_choices``, ``max_steps``.
+
+    Raises `UsageError` (a `ValueError`) for an unknown name or option or an invalid value.
+    """
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
+    valid = _options(name)
+    for option in options:
+        if option not in valid:
+            raise UsageError(f"unknown option {option!r} for {name}: valid options are {choices(valid)}")
+    max_steps = options.get("max_steps")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise UsageError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    env, params = _REGISTRY[name][0](**options)
+    return (AutoReset(env) if auto_reset else env), params
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What `agentlab envs` shows for one kernel (channels, actions, event modes, mask regions)."""
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
+    env, _ = make(name, auto_reset=False)
+    return _REGISTRY[name][1](env)
+
+
+__all__ = [
+    "AutoReset",
+    "Box",
+    "Discrete",
+    "Environment",
+    "as_spec",
+    "describe",
+    "format_spec",
+    "make",
+    "parse_spec",
+    "registered_kernels",
+    "with_stochasticity",
+]
