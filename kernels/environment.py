@@ -5,9 +5,17 @@ Every kernel is a pair of pure functions on frozen pytrees::
     reset(key, params) -> (obs, state)
     step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)
 
-Kernel authors implement `reset` and `transition` (the game, with no notion of a time limit).
-`Environment.step` is the one place that counts steps (`state.time`) and derives `truncated` from
-`params.max_steps`; `AutoReset` is the one place that resets finished episodes.
+Kernel authors write three smaller pure functions, and only the game:
+
+    init(key, params) -> state                                    # a new episode
+    advance(key, state, action, params) -> (state, reward, terminated, info)
+    observe(key, state, params) -> obs                            # what the agent sees of a state
+
+`Environment.reset` and `Environment.step` compose them; `step` is the one place that counts steps
+(`state.time`) and derives `truncated` from `params.max_steps`, and `AutoReset` is the one place
+that resets finished episodes. Because the observation is a function of ``(key, state)``,
+`AutoReset` selects the state first and observes once, instead of rendering both the finished and
+the fresh episode on every step.
 
 Single-agent kernels return an unbatched observation, a scalar int32 action, a scalar float32
 reward and scalar bool flags. Multi-agent kernels (``num_agents > 1``) return observations
@@ -36,15 +44,64 @@ ParamsT = TypeVar("ParamsT")
 Info = dict[str, Any]
 StepResult = tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, Info]
 
-#: `AutoReset` draws the new episode from ``fold_in(step_key, RESET_STREAM)``; kernels must not use
-#: this stream for anything else.
+#: `AutoReset` starts the new episode from ``derive_key(step_key, RESET_STREAM)``.
 RESET_STREAM = 0x7E5E7
 
 
+def _mix(h: jax.Array) -> jax.Array:
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x7FEB352D)
+    h = h ^ (h >> 15)
+    h = h * jnp.uint32(0x846CA68B)
+    return h ^ (h >> 16)
+
+
+def derive_key(key: jax.Array, tag: int) -> jax.Array:
+    """A new key for the stream `tag` of `key`, like ``jax.random.fold_in`` but from a cheap
+    integer hash of the key's data instead of a threefry block.
+
+    Keys handed to a kernel are already threefry outputs (`split`), so re-mixing their words is
+    enough to decorrelate a derived stream, at a fraction of the cost (the auto-reset key is derived
+    on every step of every lane).
+    """
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    data = jax.random.key_data(key) if typed else key
+    lo, hi = data[..., 0].astype(jnp.uint32), data[..., 1].astype(jnp.uint32)
+    salt = jnp.asarray(tag, jnp.uint32)
+    a = _mix(lo ^ _mix(hi + salt * jnp.uint32(0x9E3779B9)))
+    b = _mix(hi ^ _mix(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
+    new = jnp.stack([a, b], axis=-1)
+    return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key)) if typed else new.astype(data.dtype)
+
+
+def materialize(tree: Any, key: jax.Array) -> Any:
+    """`tree`, unchanged, computed once and stored before its users run.
+
+    XLA's CPU fusion copies cheap producers into every consumer, including consumers that broadcast
+    them: left alone it recomputes the whole new-episode draw (a few dozen hashes per lane) for each
+    of the 100*C cells of the observation. A while loop that runs exactly once, with a trip count
+    XLA cannot know at compile time, is a fusion boundary; its body adds a run-time zero, so nothing
+    changes. `agentlab bench kernels` measured auto-reset at 2-3x the cost of a plain step without
+    it and within noise of a plain step with it.
+    """
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    word = (jax.random.key_data(key) if typed else key).reshape(-1)[0].astype(jnp.uint32)
+    trips = (word >> 31).astype(jnp.int32) | 1  # 1 at run time; unknown to the compiler
+
+    def body(carry):
+        i, values = carry
+        zero = i >> 31  # 0 at run time
+        return i + 1, jax.tree.map(
+            lambda v: v + zero.astype(v.dtype) if v.dtype != jnp.bool_ else v ^ (zero != 0), values
+        )
+
+    return jax.lax.while_loop(lambda carry: carry[0] < trips, body, (jnp.int32(0), tree))[1]
+
+
 class Environment(abc.ABC, Generic[StateT, ParamsT]):
-    """A kernel. Subclasses set `name` and implement `default_params`, `reset`, `transition`
-    and the spaces. States must have an int32 `time` field (steps taken in this episode), which
-    `step` advances; params must have a `max_steps` field (`None` = no time limit).
+    """A kernel. Subclasses set `name` and implement `default_params`, `init`, `advance`,
+    `observe` and the spaces. States must have an int32 `time` field (steps taken in this
+    episode), which `step` advances; params must have a `max_steps` field (`None` = no limit).
     """
 
     name: str = "environment"
@@ -54,16 +111,21 @@ class Environment(abc.ABC, Generic[StateT, ParamsT]):
     def default_params(self) -> ParamsT: ...
 
     @abc.abstractmethod
-    def reset(self, key: jax.Array, params: ParamsT) -> tuple[jax.Array, StateT]: ...
+    def init(self, key: jax.Array, params: ParamsT) -> StateT:
+        """The first state of a new episode (``time == 0``)."""
 
     @abc.abstractmethod
-    def transition(
+    def advance(
         self, key: jax.Array, state: StateT, action: jax.Array, params: ParamsT
-    ) -> tuple[jax.Array, StateT, jax.Array, jax.Array, Info]:
-        """One step of the game without a time limit: ``(obs, state, reward, terminated, info)``.
+    ) -> tuple[StateT, jax.Array, jax.Array, Info]:
+        """One step of the game without a time limit: ``(state, reward, terminated, info)``.
 
-        `state.time` is still the time before this step; `step` advances it.
+        `state.time` is still the time before this step; `step` advances it afterwards.
         """
+
+    @abc.abstractmethod
+    def observe(self, key: jax.Array, state: StateT, params: ParamsT) -> jax.Array:
+        """What the agent sees of `state`; `key` is the key of the step (or reset) that made it."""
 
     @abc.abstractmethod
     def action_space(self, params: ParamsT | None = None) -> Discrete | Box: ...
@@ -83,10 +145,16 @@ class Environment(abc.ABC, Generic[StateT, ParamsT]):
     def multi_agent(self) -> bool:
         return self.num_agents > 1
 
-    def step(self, key: jax.Array, state: StateT, action: jax.Array, params: ParamsT) -> StepResult:
-        """Advance one step; `truncated` is true when ``state.time`` reaches ``params.max_steps``
-        on a step that did not terminate."""
-        obs, next_state, reward, terminated, info = self.transition(key, state, action, params)
+    def reset(self, key: jax.Array, params: ParamsT) -> tuple[jax.Array, StateT]:
+        state = self.init(key, params)
+        return self.observe(key, state, params), state
+
+    def timed_advance(
+        self, key: jax.Array, state: StateT, action: jax.Array, params: ParamsT
+    ) -> tuple[StateT, jax.Array, jax.Array, jax.Array, Info]:
+        """`advance`, then ``time + 1`` and ``truncated``: true when the new time reaches
+        ``params.max_steps`` on a step that did not terminate."""
+        next_state, reward, terminated, info = self.advance(key, state, action, params)
         time = state.time + 1  # type: ignore[attr-defined]
         next_state = next_state.replace(time=time)  # type: ignore[attr-defined]
         max_steps = params.max_steps  # type: ignore[attr-defined]
@@ -94,7 +162,11 @@ class Environment(abc.ABC, Generic[StateT, ParamsT]):
             truncated = jnp.zeros_like(terminated)
         else:
             truncated = (time >= max_steps) & ~terminated
-        return obs, next_state, reward, terminated, truncated, info
+        return next_state, reward, terminated, truncated, info
+
+    def step(self, key: jax.Array, state: StateT, action: jax.Array, params: ParamsT) -> StepResult:
+        next_state, reward, terminated, truncated, info = self.timed_advance(key, state, action, params)
+        return self.observe(key, next_state, params), next_state, reward, terminated, truncated, info
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -103,13 +175,17 @@ class Environment(abc.ABC, Generic[StateT, ParamsT]):
 class AutoReset(Environment[StateT, ParamsT]):
     """Starts a new episode in the same lane as soon as one ends.
 
-    The step's observation before the reset is kept in ``info["final_observation"]`` (for bootstrapping
-    on truncation); the returned `obs` and `state` are those of the new episode. The new episode is
-    drawn from ``fold_in(step_key, RESET_STREAM)``, so a lane depends on its own keys only.
+    The observation of the finished episode's last state is ``info["final_observation"]`` (for
+    bootstrapping on truncation); the returned `obs` and `state` are those of the new episode, drawn
+    from ``derive_key(step_key, RESET_STREAM)``, so a lane depends on its own keys only. The result
+    equals ``env.reset(derive_key(key, RESET_STREAM), params)`` where the episode ended and
+    ``env.step(key, ...)`` elsewhere.
 
-    The reset sits behind `lax.cond`: on one lane it runs only when an episode ends. Under `vmap`
-    JAX turns the cond into a select and computes both sides, so kernels keep `reset` cheap (a few
-    random words and constants); `agentlab bench kernels --no-auto-reset` measures what it costs.
+    Cost: under `vmap` the new episode's `init` runs on every step (JAX computes both sides of a
+    select), so kernels keep `init` cheap; the observation is computed once, from the selected state
+    (plus once more for ``final_observation``, which JAX drops when it is not used); the selected
+    state is `materialize`d first so that the compiler does not redo `init` per observation cell.
+    `agentlab bench kernels --auto-reset both` measures what auto-reset costs.
     """
 
     def __init__(self, env: Environment[StateT, ParamsT]):
@@ -126,11 +202,14 @@ class AutoReset(Environment[StateT, ParamsT]):
     def default_params(self) -> ParamsT:
         return self.env.default_params()
 
-    def reset(self, key: jax.Array, params: ParamsT) -> tuple[jax.Array, StateT]:
-        return self.env.reset(key, params)
+    def init(self, key: jax.Array, params: ParamsT) -> StateT:
+        return self.env.init(key, params)
 
-    def transition(self, key, state, action, params):  # pragma: no cover - step is overridden
-        return self.env.transition(key, state, action, params)
+    def advance(self, key, state, action, params):
+        return self.env.advance(key, state, action, params)
+
+    def observe(self, key: jax.Array, state: StateT, params: ParamsT) -> jax.Array:
+        return self.env.observe(key, state, params)
 
     def action_space(self, params: ParamsT | None = None) -> Discrete | Box:
         return self.env.action_space(params)
@@ -139,15 +218,13 @@ class AutoReset(Environment[StateT, ParamsT]):
         return self.env.observation_space(params)
 
     def step(self, key: jax.Array, state: StateT, action: jax.Array, params: ParamsT) -> StepResult:
-        obs, next_state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        env = self.env
+        next_state, reward, terminated, truncated, info = env.timed_advance(key, state, action, params)
         done = terminated | truncated
-
-        def start_new_episode() -> tuple[jax.Array, StateT]:
-            return self.env.reset(jax.random.fold_in(key, RESET_STREAM), params)
-
-        def keep_going() -> tuple[jax.Array, StateT]:
-            return obs, next_state
-
-        obs_out, state_out = jax.lax.cond(done, start_new_episode, keep_going)
-        info = {**info, "final_observation": obs}
-        return obs_out, state_out, reward, terminated, truncated, info
+        reset_key = derive_key(key, RESET_STREAM)
+        fresh = env.init(reset_key, params)
+        state_out = jax.tree.map(lambda new, old: jax.lax.select(done, new, old), fresh, next_state)
+        state_out = materialize(state_out, key)
+        obs = env.observe(jax.lax.select(done, reset_key, key), state_out, params)
+        info = {**info, "final_observation": env.observe(key, next_state, params)}
+        return obs, state_out, reward, terminated, truncated, info

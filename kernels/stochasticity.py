@@ -36,7 +36,7 @@ transform the action; the game steps (events inside it); masks transform the obs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -361,18 +361,66 @@ def validate_spec(spec: Spec, event_modes: Iterable[str], blackout_regions: Iter
 # from the step key; `WordStream` hands them out in a fixed (static) order.
 
 
-class WordStream:
-    """Hands out the uint32 words of one step's random draws in a fixed order (trace-time only)."""
+def seed_words(key: jax.Array) -> jax.Array:
+    """The two uint32 words every draw of a step is derived from: the key's own data.
 
-    def __init__(self, words: jax.Array | None):
-        self.words = words
+    A step key is already the output of a threefry hash (`split` or `fold_in`), so its words are
+    used as they are and every draw is a cheap counter-based hash of them (`counter_words`): no
+    further threefry block per step. Raw ``uint32[2]`` keys and typed keys are both accepted.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return key.astype(jnp.uint32).reshape(-1)[-2:]
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijective avalanche mix of a uint32."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def counter_words(seed: jax.Array, counters: jax.Array) -> jax.Array:
+    """uint32 words for the given counters, keyed by a two-word `seed`.
+
+    One threefry block per step gives the seed; each draw is then a cheap, well-mixed hash of the
+    seed and its counter (two MurmurHash3 finalisers), so a step with many draws (Freeway re-draws
+    eight car speeds) costs little more than one with none.
+    """
+    counters = jnp.asarray(counters, jnp.uint32)
+    return _fmix32(seed[0] ^ _fmix32(seed[1] + counters * jnp.uint32(0x9E3779B9)))
+
+
+#: Counter offsets of the independent streams of one step: the game's own draws, the action and event
+#: profiles' draws, and the observation masks' draws (so adding a profile never changes the game's).
+GAME_STREAM = 0
+TAXONOMY_STREAM = 1 << 16
+MASK_STREAM = 2 << 16
+
+
+class WordStream:
+    """Hands out one step's random words in a fixed (static) order, from a seed and a counter offset.
+
+    Nothing is drawn for a stream that is never used (JAX removes the dead computation).
+    """
+
+    def __init__(self, seed: jax.Array, offset: int = GAME_STREAM):
+        self.seed = seed
+        self.offset = offset
         self.index = 0
 
     def take(self) -> jax.Array:
-        assert self.words is not None, "WordStream ran out of words"
-        word = self.words[self.index]
+        word = counter_words(self.seed, self.offset + self.index)
         self.index += 1
         return word
+
+    def take_many(self, n: int) -> jax.Array:
+        """uint32 ``(n,)``: the next `n` words at once (the same words `n` calls of `take` give)."""
+        words = counter_words(self.seed, self.offset + self.index + jnp.arange(n, dtype=jnp.uint32))
+        self.index += n
+        return words
 
 
 def uniform(word: jax.Array) -> jax.Array:
@@ -416,14 +464,3 @@ def flat_profiles(spec: Spec) -> list[Profile]:
     for profile in spec:
         out.extend(flat_profiles(profile.to) if isinstance(profile, ConceptDrift) else [profile])
     return out
-
-
-def count_words(spec: Spec, kinds: Mapping[str, int]) -> int:
-    """The number of words the profiles of the given kinds consume (``kinds``: kind -> words each)."""
-    total = 0
-    for profile in flat_profiles(spec):
-        if isinstance(profile, ObservationMask):
-            total += kinds.get("mask", 0) + (2 if profile.kind_ == "torch" and profile.centre == "random" else 0)
-        else:
-            total += kinds.get(profile.kind, 0)
-    return total

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentlab.kernels.atari.asterix import AsterixState
+from agentlab.kernels.atari.base import pack
 from agentlab.kernels.atari.breakout import BreakoutState
 from agentlab.kernels.atari.freeway import FreewayState
 from agentlab.kernels.atari.seaquest import (
@@ -26,7 +27,7 @@ from agentlab.kernels.atari.seaquest import (
     SeaquestState,
 )
 from agentlab.kernels.atari.space_invaders import SpaceInvadersState
-from agentlab.kernels.stochasticity import randint, uniform
+from agentlab.kernels.stochasticity import GAME_STREAM, counter_words, randint, seed_words, uniform
 
 
 class ScriptedRandom:
@@ -61,8 +62,13 @@ def minatar_env(name: str, ramping: bool = True):
     return env
 
 
-def game_words(key, n: int) -> np.ndarray:
-    return np.asarray(jax.random.bits(key, (n,), jnp.uint32)) if n else np.zeros(0, np.uint32)
+WORDS = 48  # more than any game draws in one step
+
+
+@jax.jit
+def game_words(key) -> jax.Array:
+    """The words of a step's game stream, in the order the game takes them."""
+    return counter_words(seed_words(key), GAME_STREAM + jnp.arange(WORDS))
 
 
 def _u(w) -> float:
@@ -81,7 +87,7 @@ def breakout_from(e) -> BreakoutState:
         ball_y=i(e.ball_y),
         ball_dir=i(e.ball_dir),
         pos=i(e.pos),
-        bricks=jnp.asarray(e.brick_map, bool),
+        bricks=pack(jnp.asarray(e.brick_map, bool)),
         strike=jnp.asarray(bool(e.strike)),
         last_x=i(e.last_x),
         last_y=i(e.last_y),
@@ -146,8 +152,9 @@ def freeway_from(e) -> FreewayState:
 
 
 def _car_draws(w):
+    """One word per car: its top bits give the speed, its lowest bit the direction (right if set)."""
     speeds = np.array([1 + _k(w[j], 5) for j in range(8)])
-    return [("randint", speeds), ("rand", np.array([_u(w[8 + j]) for j in range(8)]))]
+    return [("randint", speeds), ("rand", np.array([0.75 if w[j] & 1 else 0.25 for j in range(8)]))]
 
 
 def freeway_reset_draws(w, e):
@@ -165,9 +172,9 @@ def space_invaders_from(e) -> SpaceInvadersState:
     i = lambda v: jnp.int32(v)  # noqa: E731
     return SpaceInvadersState(
         pos=i(e.pos),
-        friendly_bullets=jnp.asarray(e.f_bullet_map, bool),
-        enemy_bullets=jnp.asarray(e.e_bullet_map, bool),
-        aliens=jnp.asarray(e.alien_map, bool),
+        friendly_bullets=pack(jnp.asarray(e.f_bullet_map, bool)),
+        enemy_bullets=pack(jnp.asarray(e.e_bullet_map, bool)),
+        aliens=pack(jnp.asarray(e.alien_map, bool)),
         alien_dir=i(e.alien_dir),
         move_interval=i(e.enemy_move_interval),
         alien_move_timer=i(e.alien_move_timer),

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentlab.kernels import make, registered_kernels
+from agentlab.kernels.environment import RESET_STREAM, derive_key
 from agentlab.rl.rollout import random_rollout
 
 from conftest import ATARI, compiled, compiled_rollout
@@ -130,7 +131,7 @@ def test_auto_reset_keeps_the_final_observation_and_starts_afresh(name):
         assert float(reward) == float(expected[2]) and bool(terminated) == bool(expected[3])
         if bool(terminated | truncated):
             resets += 1
-            fresh_obs, fresh = plain_env.reset(jax.random.fold_in(k_step, 0x7E5E7), params)
+            fresh_obs, fresh = plain_env.reset(derive_key(k_step, RESET_STREAM), params)
             np.testing.assert_array_equal(np.asarray(obs), np.asarray(fresh_obs))
             assert int(state.time) == 0
             if resets == 3:

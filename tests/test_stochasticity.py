@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from agentlab.errors import UsageError
 from agentlab.kernels import make, with_stochasticity
 from agentlab.kernels.atari import GAMES
+from agentlab.kernels.atari.base import unpack
 from agentlab.kernels.stochasticity import (
     ActionNoise,
     ConceptDrift,
@@ -218,14 +219,15 @@ def _freeway_noreset(spec: str, steps: int = 40):
 def test_sudden_drift_switches_once_at_the_step_and_a_reset_returns_to_plain():
     first, traj = _freeway_noreset("drift:mode=sudden,at=12,to=(mask:kind=blackout,region=all,p=1)")(jax.random.key(1))
     visible = np.asarray(traj.obs).any(axis=(1, 2, 3))
-    assert visible[:12].all() and not visible[12:].any()
+    # traj.obs[t] is the observation of the state at time t + 1: hidden from time 12 on.
+    assert visible[:11].all() and not visible[11:].any()
     assert np.asarray(first).any()  # the reset observation belongs to the plain game
 
 
 def test_cyclic_drift_alternates_every_at_steps():
     _, traj = _freeway_noreset("drift:mode=cyclic,at=5,to=(mask:kind=blackout,region=all,p=1)")(jax.random.key(2))
     visible = np.asarray(traj.obs).any(axis=(1, 2, 3))
-    expected = (np.arange(40) // 5) % 2 == 0
+    expected = ((np.arange(40) + 1) // 5) % 2 == 0  # the state at time t + 1
     np.testing.assert_array_equal(visible, expected)
 
 
@@ -319,7 +321,7 @@ def test_cancelled_hits_keep_or_zero_the_reward(name):
 
 def test_breakout_regenerate_restores_one_broken_brick():
     states, armed, plain = _event_pair("breakout", "regenerate")
-    a, p = np.asarray(armed[1].game.bricks), np.asarray(plain[1].game.bricks)
+    a, p = np.asarray(unpack(armed[1].game.bricks)), np.asarray(unpack(plain[1].game.bricks))
     assert not np.any(p & ~a)
     added = (a & ~p).sum(axis=(1, 2))
     missing = (~p[:, 1:4]).sum(axis=(1, 2))
@@ -340,10 +342,10 @@ def test_asterix_gold_to_enemy_and_burst_spawn():
 
 def test_space_invaders_respawn_and_extra_shot():
     _, armed, plain = _event_pair("space_invaders", "respawn")
-    a, p = np.asarray(armed[1].game.aliens), np.asarray(plain[1].game.aliens)
+    a, p = np.asarray(unpack(armed[1].game.aliens)), np.asarray(unpack(plain[1].game.aliens))
     assert not np.any(p & ~a) and np.all((a & ~p).sum(axis=(1, 2)) <= 1) and np.any(a & ~p)
     _, armed, plain = _event_pair("space_invaders", "extra_shot")
-    a, p = np.asarray(armed[1].game.enemy_bullets), np.asarray(plain[1].game.enemy_bullets)
+    a, p = np.asarray(unpack(armed[1].game.enemy_bullets)), np.asarray(unpack(plain[1].game.enemy_bullets))
     assert not np.any(p & ~a) and np.mean((a & ~p).any(axis=(1, 2))) > 0.5
 
 

@@ -28,8 +28,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.atari.base import DOWN, LEFT, RIGHT, UP, MinAtarGame, armed, cell
-from agentlab.kernels.atari.breakout import pick_kth
+from agentlab.kernels.atari.base import DOWN, LEFT, RIGHT, UP, MinAtarGame, armed, bit, cell_rows, pick_slot
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.stochasticity import WordStream, bernoulli
 
@@ -66,7 +65,7 @@ def _spawn(state: AsterixState, rng: WordStream, params: AsterixParams, when: ja
     """MinAtar's `_spawn_entity`: a new entity in a uniformly drawn free slot, if any."""
     from_left = bernoulli(rng.take(), params.left_prob)
     is_gold = bernoulli(rng.take(), params.gold_prob)
-    slot = pick_kth(~state.active, rng.take()) & when
+    slot = pick_slot(~state.active, rng.take()) & when
     return state.replace(
         active=state.active | slot,
         x=jnp.where(slot, jnp.where(from_left, 0, 9), state.x),
@@ -89,9 +88,6 @@ class Asterix(MinAtarGame[AsterixState, AsterixParams]):
 
     def default_params(self) -> AsterixParams:
         return AsterixParams()
-
-    def step_words(self, modes: frozenset[str]) -> int:
-        return 3 + 3 * ("burst_spawn" in modes) + ("gold_to_enemy" in modes)
 
     def reset(self, rng: WordStream, params: AsterixParams) -> AsterixState:
         zeros = jnp.zeros(8, jnp.int32)
@@ -147,7 +143,7 @@ class Asterix(MinAtarGame[AsterixState, AsterixParams]):
 
         gold = state.gold
         if "gold_to_enemy" in events:
-            turned = pick_kth(active & gold, rng.take()) & events["gold_to_enemy"]
+            turned = pick_slot(active & gold, rng.take()) & events["gold_to_enemy"]
             gold = gold & ~turned
 
         spawn_timer = state.spawn_timer - 1
@@ -179,18 +175,18 @@ class Asterix(MinAtarGame[AsterixState, AsterixParams]):
         )
         return next_state, reward, terminated
 
-    def render(self, state: AsterixState) -> jax.Array:
-        rows = SLOT_ROWS[:, None, None]
-        at = state.active[:, None, None] & (cell(rows, state.x[:, None, None]))  # (8, 10, 10)
-        back_x = jnp.where(state.right, state.x - 1, state.x + 1)[:, None, None]
-        trail = state.active[:, None, None] & cell(rows, back_x)
-        gold = state.gold[:, None, None]
+    def planes(self, state: AsterixState) -> jax.Array:
+        def rows(values):  # slot i is row i + 1; rows 0 and 9 stay empty
+            return jnp.concatenate([jnp.zeros(1, jnp.int32), values.astype(jnp.int32), jnp.zeros(1, jnp.int32)])
+
+        here = jnp.where(state.active, bit(state.x), 0)
+        back = jnp.where(state.active, bit(jnp.where(state.right, state.x - 1, state.x + 1)), 0)
         return jnp.stack(
             [
-                cell(state.player_y, state.player_x),
-                jnp.any(at & ~gold, axis=0),
-                jnp.any(trail, axis=0),
-                jnp.any(at & gold, axis=0),
+                cell_rows(state.player_y, state.player_x),
+                rows(jnp.where(state.gold, 0, here)),
+                rows(back),
+                rows(jnp.where(state.gold, here, 0)),
             ],
             axis=-1,
         )

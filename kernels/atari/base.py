@@ -5,8 +5,13 @@ Observations are ``bool`` arrays ``(10, 10, C)`` with MinAtar's channels in MinA
 are int32 indices into the kernel's action set (by default the game's minimal set; `action_set`
 gives the MinAtar full-set index of each); rewards are float32.
 
-Random draws: a step derives the game's words as ``random.bits(step_key)`` and the taxonomy's
-words as ``random.bits(fold_in(step_key, TAXONOMY_STREAM))``, so adding a profile with p=0 never
+Inside a step, grids are *row bitmasks*: int32 ``(10,)`` for one grid (bit c of entry r is the
+cell in row r, column c) and int32 ``(10, C)`` for an observation's channels ("planes"). Games
+write planes, masks act on planes, and one elementwise `expand` at the end produces the boolean
+observation; this is what keeps the kernels fast on a CPU.
+
+Random draws: a step's key gives two seed words (one threefry block); the game draws from the seed's
+`GAME_STREAM` and the taxonomy from its `TAXONOMY_STREAM`, so adding a profile with p=0 never
 changes the game's own draws, and the plain game is reproduced exactly.
 """
 
@@ -23,17 +28,19 @@ from agentlab.kernels.environment import Environment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.kernels.stochasticity import (
+    GAME_STREAM,
+    MASK_STREAM,
+    TAXONOMY_STREAM,
     ActionNoise,
     ObservationMask,
     RandomEvent,
-    Spec,
     StickyActions,
     WordStream,
     active_profiles,
     bernoulli,
-    count_words,
     flat_profiles,
     randint,
+    seed_words,
 )
 
 #: MinAtar's full action set, in MinAtar's order: no-op, left, up, right, down, fire.
@@ -41,19 +48,89 @@ FULL_ACTIONS = ("n", "l", "u", "r", "d", "f")
 ACTION_NAMES = {"n": "noop", "l": "left", "u": "up", "r": "right", "d": "down", "f": "fire"}
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
 
-TAXONOMY_STREAM = 1
 GRID = 10
-ROW = jnp.arange(GRID, dtype=jnp.int32)[:, None]  # (10, 1)
-COL = jnp.arange(GRID, dtype=jnp.int32)[None, :]  # (1, 10)
-_TAXONOMY_WORDS = {"sticky": 1, "action": 2, "event": 1, "mask": 1}
+FULL_ROW = (1 << GRID) - 1  # all ten columns of a row
+ROWS = jnp.arange(GRID, dtype=jnp.int32)  # (10,)
+ROW = ROWS[:, None]  # (10, 1)
+COL = ROWS[None, :]  # (1, 10)
+BITS = jnp.left_shift(jnp.int32(1), ROWS)  # (10,) the bit of each column
 
 GameState = TypeVar("GameState")
 GameParams = TypeVar("GameParams")
 
 
-def cell(y: jax.Array, x: jax.Array) -> jax.Array:
-    """A (10, 10) bool grid that is true only at row `y`, column `x` (all false if off the grid)."""
-    return (ROW == y) & (COL == x)
+# ---------------------------------------------------------------------------------------------- bits
+def bit(x: jax.Array) -> jax.Array:
+    """int32: the bit of column `x`, or 0 when `x` is off the grid (broadcasts)."""
+    on = (x >= 0) & (x < GRID)
+    return jnp.where(on, jnp.left_shift(jnp.int32(1), jnp.clip(x, 0, GRID - 1)), 0).astype(jnp.int32)
+
+
+def at_row(y: jax.Array, value: jax.Array) -> jax.Array:
+    """int32 ``(10,)``: `value` in row `y` and 0 elsewhere."""
+    return jnp.where(ROWS == y, value, 0).astype(jnp.int32)
+
+
+def cell_rows(y: jax.Array, x: jax.Array) -> jax.Array:
+    """int32 ``(10,)``: the single cell (y, x) as row bitmasks (empty if off the grid)."""
+    return at_row(y, bit(x))
+
+
+def row_value(rows: jax.Array, y: jax.Array) -> jax.Array:
+    """The bitmask of row `y` of ``rows (10,)`` (0 if `y` is off the grid)."""
+    return jnp.sum(jnp.where(ROWS == y, rows, 0), dtype=jnp.int32)
+
+
+def occupied(rows: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
+    """bool: is cell (y, x) set in ``rows (10,)``."""
+    return ((row_value(rows, y) >> jnp.clip(x, 0, GRID - 1)) & 1).astype(bool) & (x >= 0) & (x < GRID)
+
+
+def any_bit_or(values: jax.Array, axis: int = 0) -> jax.Array:
+    """Bitwise OR over an axis of an int32 array."""
+    return jax.lax.reduce(values, jnp.int32(0), jax.lax.bitwise_or, (axis,))
+
+
+def entity_rows(active: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
+    """int32 ``(10,)``: the cells of entities in slots (``active, y, x`` of shape (n,)) as row bitmasks."""
+    per_slot = jnp.where(active[:, None] & (y[:, None] == ROWS[None, :]), bit(x)[:, None], 0)  # (n, 10)
+    return any_bit_or(per_slot.astype(jnp.int32), axis=0)
+
+
+def popcount(rows: jax.Array) -> jax.Array:
+    """int32: the number of set cells."""
+    return jnp.sum(jax.lax.population_count(rows), dtype=jnp.int32)
+
+
+def pack(grid: jax.Array) -> jax.Array:
+    """bool ``(..., 10, 10)`` -> int32 row bitmasks ``(..., 10)``."""
+    return jnp.sum(jnp.where(grid, BITS, 0), axis=-1, dtype=jnp.int32)
+
+
+def unpack(rows: jax.Array) -> jax.Array:
+    """int32 row bitmasks ``(..., 10)`` -> bool ``(..., 10, 10)``."""
+    return ((rows[..., :, None] >> ROWS) & 1).astype(bool)
+
+
+def expand(planes: jax.Array) -> jax.Array:
+    """int32 planes ``(10, C)`` -> the bool observation ``(10, 10, C)``."""
+    return ((planes[:, None, :] >> ROWS[None, :, None]) & 1).astype(bool)
+
+
+def pick_kth(rows: jax.Array, word: jax.Array) -> jax.Array:
+    """int32 ``(10,)``: one set cell of ``rows (10,)`` drawn uniformly (row-major), or none if empty."""
+    flat = unpack(rows).reshape(-1)
+    count = jnp.sum(flat, dtype=jnp.int32)
+    k = randint(word, jnp.maximum(count, 1))
+    chosen = flat & (jnp.cumsum(flat, dtype=jnp.int32) == k + 1)
+    return pack(chosen.reshape(GRID, GRID))
+
+
+def pick_slot(candidates: jax.Array, word: jax.Array) -> jax.Array:
+    """bool ``(n,)``: one candidate slot drawn uniformly (in slot order), or none."""
+    count = jnp.sum(candidates, dtype=jnp.int32)
+    k = randint(word, jnp.maximum(count, 1))
+    return candidates & (jnp.cumsum(candidates, dtype=jnp.int32) == k + 1)
 
 
 def armed(events: Mapping[str, jax.Array], mode: str) -> jax.Array:
@@ -61,17 +138,13 @@ def armed(events: Mapping[str, jax.Array], mode: str) -> jax.Array:
     return events[mode] if mode in events else jnp.zeros((), bool)
 
 
-def words(key: jax.Array, n: int) -> WordStream:
-    """`n` uint32 words from `key` as a `WordStream` (none drawn for n = 0)."""
-    return WordStream(jax.random.bits(key, (n,), jnp.uint32) if n else None)
-
-
+# ---------------------------------------------------------------------------------------------- games
 class MinAtarGame(abc.ABC, Generic[GameState, GameParams]):
     """One game with MinAtar's rules. Implementations are pure and branch-free.
 
     Class attributes: `name`, `channels` (MinAtar's order), `minimal_actions` (letters of
     `FULL_ACTIONS`), `event_modes` (mode -> what an armed event does), `blackout_regions`
-    (region -> channel names), `reset_words` (random words `reset` takes).
+    (region -> channel names).
     """
 
     name: str
@@ -79,14 +152,9 @@ class MinAtarGame(abc.ABC, Generic[GameState, GameParams]):
     minimal_actions: tuple[str, ...]
     event_modes: Mapping[str, str]
     blackout_regions: Mapping[str, tuple[str, ...]]
-    reset_words: int = 0
 
     @abc.abstractmethod
     def default_params(self) -> GameParams: ...
-
-    def step_words(self, modes: frozenset[str]) -> int:
-        """Random words one step takes when the event `modes` are armed-able."""
-        return 0
 
     @abc.abstractmethod
     def reset(self, rng: WordStream, params: GameParams) -> GameState: ...
@@ -106,8 +174,12 @@ class MinAtarGame(abc.ABC, Generic[GameState, GameParams]):
         """
 
     @abc.abstractmethod
+    def planes(self, state: GameState) -> jax.Array:
+        """The observation as row bitmasks, int32 ``(10, len(channels))``."""
+
     def render(self, state: GameState) -> jax.Array:
         """The observation, bool ``(10, 10, len(channels))``."""
+        return expand(self.planes(state))
 
     @abc.abstractmethod
     def agent_position(self, state: GameState) -> tuple[jax.Array, jax.Array]:
@@ -151,17 +223,14 @@ class AtariEnv(Environment[AtariState, AtariParams]):
         return Box(0, 1, (GRID, GRID, len(self.channels)), jnp.bool_)
 
     # -- kernel ---------------------------------------------------------------------------------
-    def reset(self, key: jax.Array, params: AtariParams) -> tuple[jax.Array, AtariState]:
-        game_state = self.game.reset(words(key, self.game.reset_words), params.game)
-        state = AtariState(game=game_state, time=jnp.zeros((), jnp.int32), last_action=jnp.zeros((), jnp.int32))
-        profiles = active_profiles(params.stochasticity, state.time)
-        rng = words(jax.random.fold_in(key, TAXONOMY_STREAM), _mask_words(params.stochasticity))
-        return self._observe(rng, game_state, profiles), state
+    def init(self, key: jax.Array, params: AtariParams) -> AtariState:
+        game_state = self.game.reset(WordStream(seed_words(key), GAME_STREAM), params.game)
+        return AtariState(game=game_state, time=jnp.zeros((), jnp.int32), last_action=jnp.zeros((), jnp.int32))
 
-    def transition(self, key: jax.Array, state: AtariState, action: jax.Array, params: AtariParams):
-        spec = params.stochasticity
-        profiles = active_profiles(spec, state.time)
-        rng = words(jax.random.fold_in(key, TAXONOMY_STREAM), count_words(spec, _TAXONOMY_WORDS))
+    def advance(self, key: jax.Array, state: AtariState, action: jax.Array, params: AtariParams):
+        profiles = active_profiles(params.stochasticity, state.time)
+        seed = seed_words(key)
+        rng = WordStream(seed, TAXONOMY_STREAM)
 
         # Sticky actions, then action noise, transform the agent's action.
         executed = jnp.asarray(action, jnp.int32)
@@ -177,49 +246,53 @@ class AtariEnv(Environment[AtariState, AtariParams]):
         events: dict[str, jax.Array] = {}
         for profile, on in profiles:
             if isinstance(profile, RandomEvent):
-                armed = on & bernoulli(rng.take(), profile.p)
-                events[profile.mode] = events[profile.mode] | armed if profile.mode in events else armed
-        full_action = jnp.asarray(self.action_set, jnp.int32)[executed]
-        game_rng = words(key, self.game.step_words(frozenset(events)))
-        game_state, reward, terminated = self.game.step(game_rng, state.game, full_action, params.game, events)
-
-        obs = self._observe(rng, game_state, profiles)
+                armed_now = on & bernoulli(rng.take(), profile.p)
+                events[profile.mode] = events[profile.mode] | armed_now if profile.mode in events else armed_now
+        game_state, reward, terminated = self.game.step(
+            WordStream(seed, GAME_STREAM), state.game, self._full_action(executed), params.game, events
+        )
         next_state = AtariState(game=game_state, time=state.time, last_action=executed)
-        return obs, next_state, reward, terminated, {"executed_action": executed}
+        return next_state, reward, terminated, {"executed_action": executed}
 
-    # -- observation masks ----------------------------------------------------------------------
-    def _observe(self, rng: WordStream, game_state: Any, profiles: list) -> jax.Array:
-        obs = self.game.render(game_state)
-        for profile, on in profiles:
+    def observe(self, key: jax.Array, state: AtariState, params: AtariParams) -> jax.Array:
+        """The game's planes, with the masks active at ``state.time`` applied, as a bool observation."""
+        planes = self.game.planes(state.game)
+        rng = WordStream(seed_words(key), MASK_STREAM)
+        for profile, on in active_profiles(params.stochasticity, state.time):
             if isinstance(profile, ObservationMask):
                 apply = on & bernoulli(rng.take(), profile.p)
-                keep = self._keep(profile, rng, game_state)
-                obs = obs & (keep | ~apply)
-        return obs
+                keep = self._keep(profile, rng, state.game)
+                planes = planes & jnp.where(apply, keep, FULL_ROW)
+        return expand(planes)
 
+    def _full_action(self, action: jax.Array) -> jax.Array:
+        """The MinAtar full-set index of an action-set index (a select chain, no gather)."""
+        full = jnp.int32(self.action_set[0])
+        for index, value in enumerate(self.action_set[1:], start=1):
+            full = jnp.where(action == index, value, full)
+        return full
+
+    # -- observation masks ----------------------------------------------------------------------
     def _keep(self, mask: ObservationMask, rng: WordStream, game_state: Any) -> jax.Array:
-        """What a mask leaves visible, broadcastable to ``(10, 10, C)``."""
+        """What a mask leaves visible as row bitmasks, broadcastable to planes ``(10, C)``."""
         if mask.kind_ == "crop":
-            hidden = {
-                "left": COL < GRID // 2,
-                "right": COL >= GRID // 2,
-                "top": ROW < GRID // 2,
-                "bottom": ROW >= GRID // 2,
+            left, top = FULL_ROW & ~((1 << GRID // 2) - 1), ROW >= GRID // 2
+            keep = {
+                "left": jnp.full((GRID, 1), left),  # columns 5-9 stay
+                "right": jnp.full((GRID, 1), FULL_ROW & ~left),
+                "top": jnp.where(top, FULL_ROW, 0),
+                "bottom": jnp.where(~top, FULL_ROW, 0),
             }[mask.region]
-            return jnp.broadcast_to(~hidden, (GRID, GRID))[:, :, None]
+            return keep.astype(jnp.int32)
         if mask.kind_ == "torch":
             if mask.centre == "agent":
                 row, col = self.game.agent_position(game_state)
             else:
                 row, col = randint(rng.take(), GRID), randint(rng.take(), GRID)
-            dist2 = (ROW - row) ** 2 + (COL - col) ** 2
-            return (dist2.astype(jnp.float32) <= jnp.asarray(mask.radius, jnp.float32) ** 2)[:, :, None]
-        hidden_channels = self.channels if mask.region == "all" else self.game.blackout_regions[mask.region]
-        return jnp.asarray([c not in hidden_channels for c in self.channels])[None, None, :]
-
-
-def _mask_words(spec: Spec) -> int:
-    return count_words(spec, {"mask": 1})
+            dist2 = ((ROW - row) ** 2 + (COL - col) ** 2).astype(jnp.float32)
+            return pack(dist2 <= jnp.asarray(mask.radius, jnp.float32) ** 2)[:, None]
+        hidden = self.channels if mask.region == "all" else self.game.blackout_regions[mask.region]
+        return jnp.asarray([[0 if c in hidden else FULL_ROW for c in self.channels]], jnp.int32)
 
 
 def describe(env: AtariEnv) -> dict[str, Any]:
@@ -244,7 +317,6 @@ __all__ = [
     "AtariState",
     "MinAtarGame",
     "FULL_ACTIONS",
-    "cell",
     "describe",
     "flat_profiles",
 ]

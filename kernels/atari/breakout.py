@@ -31,11 +31,21 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.atari.base import COL, LEFT, RIGHT, ROW, MinAtarGame, armed, cell
+from agentlab.kernels.atari.base import (
+    FULL_ROW,
+    LEFT,
+    RIGHT,
+    ROWS,
+    MinAtarGame,
+    armed,
+    cell_rows,
+    occupied,
+    pick_kth,
+)
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.stochasticity import WordStream, randint
 
-BRICK_ROWS = (ROW >= 1) & (ROW <= 3) & (COL >= 0)  # (10, 10) rows 1-3
+BRICK_ROWS = jnp.where((ROWS >= 1) & (ROWS <= 3), FULL_ROW, 0).astype(jnp.int32)  # (10,) rows 1-3
 
 
 @pytree_dataclass
@@ -44,8 +54,8 @@ class BreakoutState:
     ball_y: jax.Array  # int32 ()
     ball_dir: jax.Array  # int32 () in 0..3
     pos: jax.Array  # int32 () paddle column
-    bricks: jax.Array  # bool (10, 10)
-    strike: jax.Array  # bool (): a brick was hit on the previous step
+    bricks: jax.Array  # int32 (10,) row bitmasks
+    strike: jax.Array  # bool (): the ball is in a brick cell it hit (MinAtar's `strike`)
     last_x: jax.Array  # int32 () ball column before the last step (the trail)
     last_y: jax.Array  # int32 ()
 
@@ -53,16 +63,6 @@ class BreakoutState:
 @pytree_dataclass
 class BreakoutParams:
     """Breakout has no tunable constants in MinAtar."""
-
-
-def pick_kth(candidates: jax.Array, word: jax.Array) -> jax.Array:
-    """A one-hot of the same shape as bool `candidates`: one true cell drawn uniformly (row-major
-    order), or none if there are no candidates."""
-    flat = candidates.reshape(-1)
-    count = jnp.sum(flat, dtype=jnp.int32)
-    k = randint(word, jnp.maximum(count, 1))
-    chosen = flat & (jnp.cumsum(flat, dtype=jnp.int32) == k + 1)
-    return chosen.reshape(candidates.shape)
 
 
 class Breakout(MinAtarGame[BreakoutState, BreakoutParams]):
@@ -75,13 +75,9 @@ class Breakout(MinAtarGame[BreakoutState, BreakoutParams]):
         "regenerate": "a random broken brick of rows 1-3 comes back",
     }
     blackout_regions = {"paddle": ("paddle",), "ball": ("ball", "trail"), "bricks": ("brick",)}
-    reset_words = 1
 
     def default_params(self) -> BreakoutParams:
         return BreakoutParams()
-
-    def step_words(self, modes: frozenset[str]) -> int:
-        return int("regenerate" in modes)
 
     def reset(self, rng: WordStream, params: BreakoutParams) -> BreakoutState:
         right = randint(rng.take(), 2) == 1
@@ -112,13 +108,12 @@ class Breakout(MinAtarGame[BreakoutState, BreakoutParams]):
         d = jnp.where(ceiling, 3 - d, d)
         y = jnp.maximum(y, 0)
 
-        target = cell(y, x)
-        brick_here = ~ceiling & jnp.any(state.bricks & target)
+        brick_here = ~ceiling & occupied(state.bricks, y, x)
         hit = brick_here & ~state.strike
-        cancel_keep = armed(events, "cancel_keep")
-        cancel_zero = armed(events, "cancel_zero")
+        cancel_keep, cancel_zero = armed(events, "cancel_keep"), armed(events, "cancel_zero")
         reward = jnp.where(hit & ~cancel_zero, 1.0, 0.0).astype(jnp.float32)
-        bricks = state.bricks & ~(target & hit & ~(cancel_keep | cancel_zero))
+        removed = hit & ~(cancel_keep | cancel_zero)
+        bricks = state.bricks & ~jnp.where(removed, cell_rows(y, x), 0)
         d = jnp.where(hit, 3 - d, d)
         y = jnp.where(hit, state.ball_y, y)
 
@@ -131,8 +126,8 @@ class Breakout(MinAtarGame[BreakoutState, BreakoutParams]):
         terminated = bottom & ~straight & ~diagonal
 
         if "regenerate" in events:
-            regrown = pick_kth(BRICK_ROWS & ~bricks & ~cell(y, x), rng.take())
-            bricks = bricks | (regrown & events["regenerate"])
+            regrown = pick_kth(BRICK_ROWS & ~bricks & ~cell_rows(y, x), rng.take())
+            bricks = bricks | jnp.where(events["regenerate"], regrown, 0)
 
         next_state = BreakoutState(
             ball_x=x,
@@ -146,12 +141,12 @@ class Breakout(MinAtarGame[BreakoutState, BreakoutParams]):
         )
         return next_state, reward, terminated
 
-    def render(self, state: BreakoutState) -> jax.Array:
+    def planes(self, state: BreakoutState) -> jax.Array:
         return jnp.stack(
             [
-                cell(9, state.pos),
-                cell(state.ball_y, state.ball_x),
-                cell(state.last_y, state.last_x),
+                cell_rows(9, state.pos),
+                cell_rows(state.ball_y, state.ball_x),
+                cell_rows(state.last_y, state.last_x),
                 state.bricks,
             ],
             axis=-1,

@@ -29,12 +29,11 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.atari.base import DOWN, UP, MinAtarGame, armed, cell
+from agentlab.kernels.atari.base import DOWN, UP, MinAtarGame, armed, bit, cell_rows
 from agentlab.kernels.pytree import pytree_dataclass
-from agentlab.kernels.stochasticity import WordStream, bernoulli, randint
+from agentlab.kernels.stochasticity import WordStream, randint
 
 CAR_ROWS = jnp.arange(1, 9, dtype=jnp.int32)  # row of each of the 8 cars
-SPEED_CHANNELS = jnp.arange(1, 6, dtype=jnp.int32)
 
 
 @pytree_dataclass
@@ -54,10 +53,13 @@ class FreewayParams:
 
 
 def _random_speeds(rng: WordStream) -> jax.Array:
-    """MinAtar's `_randomize_cars`: eight speeds uniform in 1..5 with a uniformly random sign."""
-    speeds = jnp.stack([1 + randint(rng.take(), 5) for _ in range(8)])
-    right = jnp.stack([~bernoulli(rng.take(), 0.5) for _ in range(8)])  # MinAtar: sign(u - 0.5)
-    return jnp.where(right, speeds, -speeds).astype(jnp.int32)
+    """MinAtar's `_randomize_cars`: eight speeds uniform in 1..5, each with a uniformly random sign.
+
+    One word per car: its top 24 bits give the speed, its lowest bit the direction.
+    """
+    words = rng.take_many(8)
+    speeds = 1 + randint(words, 5)
+    return jnp.where((words & 1) == 1, speeds, -speeds).astype(jnp.int32)
 
 
 class Freeway(MinAtarGame[FreewayState, FreewayParams]):
@@ -74,13 +76,9 @@ class Freeway(MinAtarGame[FreewayState, FreewayParams]):
         "cars": ("car",),
         "speeds": ("speed1", "speed2", "speed3", "speed4", "speed5"),
     }
-    reset_words = 16
 
     def default_params(self) -> FreewayParams:
         return FreewayParams()
-
-    def step_words(self, modes: frozenset[str]) -> int:
-        return 16 + 16 * ("shuffle_speeds" in modes)
 
     def reset(self, rng: WordStream, params: FreewayParams) -> FreewayState:
         speed = _random_speeds(rng)
@@ -135,15 +133,14 @@ class Freeway(MinAtarGame[FreewayState, FreewayParams]):
         )
         return next_state, reward, terminate_timer < 0
 
-    def render(self, state: FreewayState) -> jax.Array:
-        rows = CAR_ROWS[:, None, None]
-        cars = jnp.any(cell(rows, state.car_x[:, None, None]), axis=0)
-        back_x = jnp.where(state.car_speed > 0, state.car_x - 1, state.car_x + 1) % 10
-        trail = cell(rows, back_x[:, None, None])  # (8, 10, 10)
-        by_speed = jnp.abs(state.car_speed)[:, None] == SPEED_CHANNELS[None, :]  # (8, 5)
-        speeds = jnp.any(trail[:, :, :, None] & by_speed[:, None, None, :], axis=0)  # (10, 10, 5)
-        front = jnp.stack([cell(state.pos, 4), cars], axis=-1)
-        return jnp.concatenate([front, speeds], axis=-1)
+    def planes(self, state: FreewayState) -> jax.Array:
+        def rows(values):  # car i is in row i + 1; rows 0 and 9 hold no car
+            return jnp.concatenate([jnp.zeros(1, jnp.int32), values.astype(jnp.int32), jnp.zeros(1, jnp.int32)])
+
+        back = bit(jnp.where(state.car_speed > 0, state.car_x - 1, state.car_x + 1) % 10)
+        speed = jnp.abs(state.car_speed)
+        trails = [rows(jnp.where(speed == s, back, 0)) for s in range(1, 6)]
+        return jnp.stack([cell_rows(state.pos, 4), rows(bit(state.car_x)), *trails], axis=-1)
 
     def agent_position(self, state: FreewayState):
         return state.pos, jnp.int32(4)

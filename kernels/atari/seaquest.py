@@ -43,7 +43,19 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.atari.base import COL, DOWN, FIRE, LEFT, RIGHT, ROW, UP, MinAtarGame, armed, cell
+from agentlab.kernels.atari.base import (
+    DOWN,
+    FIRE,
+    LEFT,
+    RIGHT,
+    UP,
+    MinAtarGame,
+    any_bit_or,
+    armed,
+    at_row,
+    cell_rows,
+    entity_rows,
+)
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.stochasticity import WordStream, bernoulli, randint
 
@@ -164,9 +176,6 @@ class Seaquest(MinAtarGame[SeaquestState, SeaquestParams]):
 
     def default_params(self) -> SeaquestParams:
         return SeaquestParams()
-
-    def step_words(self, modes: frozenset[str]) -> int:
-        return 5
 
     def reset(self, rng: WordStream, params: SeaquestParams) -> SeaquestState:
         def slots(n: int, dtype=jnp.int32) -> jax.Array:
@@ -399,35 +408,33 @@ class Seaquest(MinAtarGame[SeaquestState, SeaquestParams]):
         return s.replace(shot_active=active, shot_x=x, shot_y=y, shot_right=right), hit
 
     # -- observation -----------------------------------------------------------------------------
-    def render(self, s: SeaquestState) -> jax.Array:
-        def cells(active, x, y):  # (n, 10, 10)
-            return active[:, None, None] & cell(y[:, None, None], x[:, None, None])
-
+    def planes(self, s: SeaquestState) -> jax.Array:
         def trail(active, x, y, right):
-            return cells(active, jnp.where(right, x - 1, x + 1), y)
+            return entity_rows(active, y, jnp.where(right, x - 1, x + 1))
 
-        enemies = cells(s.enemy_active, s.enemy_x, s.enemy_y)
-        is_sub = s.enemy_sub[:, None, None]
-        trails = jnp.concatenate(
-            [
-                trail(s.enemy_active, s.enemy_x, s.enemy_y, s.enemy_right),
-                trail(s.diver_active, s.diver_x, s.diver_y, s.diver_right),
-            ]
+        trails = any_bit_or(
+            jnp.stack(
+                [
+                    trail(s.enemy_active, s.enemy_x, s.enemy_y, s.enemy_right),
+                    trail(s.diver_active, s.diver_x, s.diver_y, s.diver_right),
+                ]
+            )
         )
         oxygen_cells = jnp.maximum(s.oxygen, 0) * 10 // MAX_OXYGEN
-        bottom = ROW == 9
+        divers = jnp.clip(s.diver_count, 0, 9)
+        diver_gauge = ((1 << 9) - 1) & ~(jnp.left_shift(1, 9 - divers) - 1)  # columns 9 - count .. 8
         return jnp.stack(
             [
-                cell(s.sub_y, s.sub_x),
-                cell(s.sub_y, jnp.where(s.sub_right, s.sub_x - 1, s.sub_x + 1)),
-                jnp.any(cells(s.bullet_active, s.bullet_x, s.bullet_y), axis=0),
-                jnp.any(trails, axis=0),
-                jnp.any(cells(s.shot_active, s.shot_x, s.shot_y), axis=0),
-                jnp.any(enemies & ~is_sub, axis=0),
-                jnp.any(enemies & is_sub, axis=0),
-                bottom & (COL < oxygen_cells),
-                bottom & (COL >= 9 - s.diver_count) & (COL < 9),
-                jnp.any(cells(s.diver_active, s.diver_x, s.diver_y), axis=0),
+                cell_rows(s.sub_y, s.sub_x),
+                cell_rows(s.sub_y, jnp.where(s.sub_right, s.sub_x - 1, s.sub_x + 1)),
+                entity_rows(s.bullet_active, s.bullet_y, s.bullet_x),
+                trails,
+                entity_rows(s.shot_active, s.shot_y, s.shot_x),
+                entity_rows(s.enemy_active & ~s.enemy_sub, s.enemy_y, s.enemy_x),
+                entity_rows(s.enemy_active & s.enemy_sub, s.enemy_y, s.enemy_x),
+                at_row(9, jnp.left_shift(1, oxygen_cells) - 1),
+                at_row(9, diver_gauge),
+                entity_rows(s.diver_active, s.diver_y, s.diver_x),
             ],
             axis=-1,
         )

@@ -33,21 +33,34 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.atari.base import COL, FIRE, LEFT, RIGHT, ROW, MinAtarGame, armed, cell
-from agentlab.kernels.atari.breakout import pick_kth
+from agentlab.kernels.atari.base import (
+    BITS,
+    FIRE,
+    FULL_ROW,
+    LEFT,
+    RIGHT,
+    ROWS,
+    MinAtarGame,
+    any_bit_or,
+    armed,
+    bit,
+    cell_rows,
+    pick_kth,
+    popcount,
+)
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.stochasticity import WordStream
 
-WAVE = (ROW < 4) & (COL >= 2) & (COL < 8)  # (10, 10): the starting 4x6 block
-EMPTY_ROW = jnp.zeros((1, 10), bool)
+WAVE = jnp.where(ROWS < 4, 0b0011111100, 0).astype(jnp.int32)  # (10,) the starting block: rows 0-3, columns 2-7
+ZERO = jnp.zeros(1, jnp.int32)
 
 
 @pytree_dataclass
 class SpaceInvadersState:
     pos: jax.Array  # int32 () cannon column
-    friendly_bullets: jax.Array  # bool (10, 10)
-    enemy_bullets: jax.Array  # bool (10, 10)
-    aliens: jax.Array  # bool (10, 10)
+    friendly_bullets: jax.Array  # int32 (10,) row bitmasks
+    enemy_bullets: jax.Array  # int32 (10,) row bitmasks
+    aliens: jax.Array  # int32 (10,) row bitmasks
     alien_dir: jax.Array  # int32 () -1 left, +1 right
     move_interval: jax.Array  # int32 () MinAtar's enemy_move_interval (ramps down)
     alien_move_timer: jax.Array  # int32 ()
@@ -66,13 +79,15 @@ class SpaceInvadersParams:
 
 
 def _nearest_shooter(aliens: jax.Array, pos: jax.Array) -> jax.Array:
-    """MinAtar's `_nearest_alien`: (10, 10) one-hot at the lowest alien of the column nearest `pos`."""
-    columns = jnp.any(aliens, axis=0)  # (10,)
-    col = COL[0]
-    order = jnp.where(columns, jnp.abs(col - pos) * 16 + col, 1 << 20)
-    best = columns & (order == jnp.min(order))  # (10,)
-    lowest = jnp.max(jnp.where(aliens, ROW, -1), axis=0)  # (10,)
-    return (ROW == lowest[None, :]) & best[None, :]
+    """MinAtar's `_nearest_alien`: the lowest alien of the column nearest `pos` (lowest column on
+    ties), as row bitmasks (10,)."""
+    columns = any_bit_or(aliens)
+    has = ((columns >> ROWS) & 1).astype(bool)  # (10,) per column
+    order = jnp.where(has, jnp.abs(ROWS - pos) * 16 + ROWS, 1 << 20)
+    col = jnp.argmin(order).astype(jnp.int32)
+    in_col = ((aliens >> col) & 1).astype(bool)  # (10,) per row
+    row = jnp.max(jnp.where(in_col, ROWS, -1))
+    return jnp.where(jnp.any(has), cell_rows(row, col), 0)
 
 
 class SpaceInvaders(MinAtarGame[SpaceInvadersState, SpaceInvadersParams]):
@@ -94,11 +109,8 @@ class SpaceInvaders(MinAtarGame[SpaceInvadersState, SpaceInvadersParams]):
     def default_params(self) -> SpaceInvadersParams:
         return SpaceInvadersParams()
 
-    def step_words(self, modes: frozenset[str]) -> int:
-        return int("respawn" in modes)
-
     def reset(self, rng: WordStream, params: SpaceInvadersParams) -> SpaceInvadersState:
-        empty = jnp.zeros((10, 10), bool)
+        empty = jnp.zeros(10, jnp.int32)
         interval = jnp.asarray(params.enemy_move_interval, jnp.int32)
         return SpaceInvadersState(
             pos=jnp.int32(5),
@@ -115,58 +127,59 @@ class SpaceInvaders(MinAtarGame[SpaceInvadersState, SpaceInvadersParams]):
 
     def step(self, rng, state, action, params, events: Mapping[str, jax.Array]):
         fire = (action == FIRE) & (state.shot_timer == 0)
-        friendly = state.friendly_bullets | (cell(9, state.pos) & fire)
+        friendly = state.friendly_bullets | jnp.where(fire, cell_rows(9, state.pos), 0)
         shot_timer = jnp.where(fire, jnp.asarray(params.shot_cool_down, jnp.int32), state.shot_timer)
         pos = jnp.where(action == LEFT, jnp.maximum(state.pos - 1, 0), state.pos)
         pos = jnp.where(action == RIGHT, jnp.minimum(pos + 1, 9), pos)
 
-        friendly = jnp.concatenate([friendly[1:], EMPTY_ROW], axis=0)  # up one row
-        enemy = jnp.concatenate([EMPTY_ROW, state.enemy_bullets[:-1]], axis=0)  # down one row
-        at_cannon = cell(9, pos)
-        terminated = jnp.any(enemy & at_cannon) | jnp.any(state.aliens & at_cannon)
+        friendly = jnp.concatenate([friendly[1:], ZERO])  # up one row
+        enemy = jnp.concatenate([ZERO, state.enemy_bullets[:-1]])  # down one row
+        cannon = bit(pos)
+        terminated = ((enemy[9] | state.aliens[9]) & cannon) != 0
 
         aliens = state.aliens
         move = state.alien_move_timer == 0
-        alien_move_timer = jnp.where(
-            move, jnp.minimum(jnp.sum(aliens, dtype=jnp.int32), state.move_interval), state.alien_move_timer
-        )
-        at_edge = (jnp.any(aliens[:, 0]) & (state.alien_dir < 0)) | (jnp.any(aliens[:, 9]) & (state.alien_dir > 0))
+        alien_move_timer = jnp.where(move, jnp.minimum(popcount(aliens), state.move_interval), state.alien_move_timer)
+        columns = any_bit_or(aliens)
+        at_edge = (((columns & 1) != 0) & (state.alien_dir < 0)) | (((columns & (1 << 9)) != 0) & (state.alien_dir > 0))
         descend = move & at_edge
-        terminated = terminated | (descend & jnp.any(aliens[9]))
+        terminated = terminated | (descend & (aliens[9] != 0))
         alien_dir = jnp.where(descend, -state.alien_dir, state.alien_dir)
-        sideways = jnp.where(alien_dir > 0, jnp.roll(aliens, 1, axis=1), jnp.roll(aliens, -1, axis=1))
-        aliens = jnp.where(descend, jnp.roll(aliens, 1, axis=0), jnp.where(move, sideways, aliens))
-        terminated = terminated | (move & jnp.any(aliens & at_cannon))
+        sideways = jnp.where(alien_dir > 0, (aliens << 1) & FULL_ROW, aliens >> 1)
+        aliens = jnp.where(descend, jnp.roll(aliens, 1), jnp.where(move, sideways, aliens))
+        terminated = terminated | (move & ((aliens[9] & cannon) != 0))
 
         shoot = state.alien_shot_timer == 0
         if "extra_shot" in events:
             shoot = shoot | events["extra_shot"]
-        enemy = enemy | (_nearest_shooter(aliens, pos) & shoot)
+        enemy = enemy | jnp.where(shoot, _nearest_shooter(aliens, pos), 0)
         alien_shot_timer = jnp.where(
             state.alien_shot_timer == 0, jnp.asarray(params.enemy_shot_interval, jnp.int32), state.alien_shot_timer
         )
 
         kills = aliens & friendly
-        cancel_keep = armed(events, "cancel_keep")
-        cancel_zero = armed(events, "cancel_zero")
-        reward = jnp.where(cancel_zero, 0, jnp.sum(kills, dtype=jnp.int32)).astype(jnp.float32)
-        aliens = aliens & ~(kills & ~(cancel_keep | cancel_zero))
+        cancel_keep, cancel_zero = armed(events, "cancel_keep"), armed(events, "cancel_zero")
+        reward = jnp.where(cancel_zero, 0, popcount(kills)).astype(jnp.float32)
+        aliens = aliens & ~jnp.where(cancel_keep | cancel_zero, 0, kills)
         friendly = friendly & ~kills
 
         if "respawn" in events:
-            rows, cols = jnp.any(aliens, axis=1)[:, None], jnp.any(aliens, axis=0)[None, :]
-            row_span = (ROW >= jnp.argmax(rows[:, 0])) & (ROW <= 9 - jnp.argmax(rows[::-1, 0]))
-            col_span = (COL >= jnp.argmax(cols[0])) & (COL <= 9 - jnp.argmax(cols[0, ::-1]))
-            inside = row_span & col_span & jnp.any(aliens)
-            aliens = aliens | (pick_kth(inside & ~aliens, rng.take()) & events["respawn"])
+            columns = any_bit_or(aliens)
+            filled = aliens != 0
+            first_row, last_row = jnp.argmax(filled), 9 - jnp.argmax(filled[::-1])
+            col_has = (columns & BITS) != 0
+            first_col, last_col = jnp.argmax(col_has), 9 - jnp.argmax(col_has[::-1])
+            span = (jnp.left_shift(1, last_col + 1) - 1) & ~(jnp.left_shift(1, first_col) - 1)
+            inside = jnp.where((ROWS >= first_row) & (ROWS <= last_row) & jnp.any(filled), span, 0)
+            aliens = aliens | jnp.where(events["respawn"], pick_kth(inside & ~aliens, rng.take()), 0)
 
-        cleared = ~jnp.any(aliens)
+        cleared = ~jnp.any(aliens != 0)
         ramp = cleared & jnp.asarray(params.ramping) & (state.move_interval > params.min_move_interval)
         next_state = SpaceInvadersState(
             pos=pos,
             friendly_bullets=friendly,
             enemy_bullets=enemy,
-            aliens=aliens | (WAVE & cleared),
+            aliens=jnp.where(cleared, WAVE, aliens),
             alien_dir=alien_dir,
             move_interval=state.move_interval - ramp,
             alien_move_timer=alien_move_timer - 1,
@@ -176,14 +189,14 @@ class SpaceInvaders(MinAtarGame[SpaceInvadersState, SpaceInvadersParams]):
         )
         return next_state, reward, terminated
 
-    def render(self, state: SpaceInvadersState) -> jax.Array:
+    def planes(self, state: SpaceInvadersState) -> jax.Array:
         left = state.alien_dir < 0
         return jnp.stack(
             [
-                cell(9, state.pos),
+                cell_rows(9, state.pos),
                 state.aliens,
-                state.aliens & left,
-                state.aliens & ~left,
+                jnp.where(left, state.aliens, 0),
+                jnp.where(left, 0, state.aliens),
                 state.friendly_bullets,
                 state.enemy_bullets,
             ],

@@ -65,7 +65,7 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
         mask = jnp.ones((self.num_agents, self.num_choices), bool)
         return mask.at[0, -1].set(False)
 
-    def _observe(self, state: CoordinationState, params: CoordinationParams) -> jax.Array:
+    def observe(self, key, state: CoordinationState, params: CoordinationParams) -> jax.Array:
         picked = jax.nn.one_hot(state.last_option, self.num_choices, dtype=jnp.float32)  # (n, k); -1 -> zeros
         share = jnp.broadcast_to(jnp.mean(picked, axis=0), picked.shape)
         role = jnp.asarray(self.roles, jnp.float32)[:, None]
@@ -73,15 +73,14 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
         progress = jnp.broadcast_to(state.time.astype(jnp.float32) / limit, (self.num_agents, 1))
         return jnp.concatenate([share, picked, role, progress], axis=1)
 
-    def reset(self, key, params):
-        state = CoordinationState(
+    def init(self, key, params) -> CoordinationState:
+        return CoordinationState(
             last_option=jnp.full((self.num_agents,), -1, jnp.int32),
             shift=jax.random.randint(key, (), 0, self.num_choices, jnp.int32),
             time=jnp.zeros((), jnp.int32),
         )
-        return self._observe(state, params), state
 
-    def transition(self, key, state, action, params):
+    def advance(self, key, state, action, params):
         mask = self.action_mask()
         action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.num_choices - 1)
         # A masked-out choice falls back to option 0.
@@ -94,9 +93,8 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
         switch_key, shift_key = jax.random.split(key)
         switch = jax.random.bernoulli(switch_key, params.switch_prob)
         shift = jnp.where(switch, jax.random.randint(shift_key, (), 0, self.num_choices, jnp.int32), state.shift)
-        next_state = CoordinationState(last_option=option, shift=shift, time=state.time + 1)
-        obs = self._observe(next_state, params)
-        return obs, next_state, reward, jnp.asarray(False), {"action_mask": mask}
+        next_state = CoordinationState(last_option=option, shift=shift, time=state.time)
+        return next_state, reward, jnp.asarray(False), {"action_mask": mask}
 
 
 def describe(env: Coordination) -> dict:
