@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from agentlab.kernels.spaces import Box, Discrete
+from agentlab.kernels.stochasticity import fmix32
 
 StateT = TypeVar("StateT")
 ParamsT = TypeVar("ParamsT")
@@ -46,14 +47,6 @@ StepResult = tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, Info]
 
 #: `AutoReset` starts the new episode from ``derive_key(step_key, RESET_STREAM)``.
 RESET_STREAM = 0x7E5E7
-
-
-def _mix(h: jax.Array) -> jax.Array:
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x7FEB352D)
-    h = h ^ (h >> 15)
-    h = h * jnp.uint32(0x846CA68B)
-    return h ^ (h >> 16)
 
 
 def derive_key(key: jax.Array, tag: int) -> jax.Array:
@@ -68,8 +61,8 @@ def derive_key(key: jax.Array, tag: int) -> jax.Array:
     data = jax.random.key_data(key) if typed else key
     lo, hi = data[..., 0].astype(jnp.uint32), data[..., 1].astype(jnp.uint32)
     salt = jnp.asarray(tag, jnp.uint32)
-    a = _mix(lo ^ _mix(hi + salt * jnp.uint32(0x9E3779B9)))
-    b = _mix(hi ^ _mix(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
+    a = fmix32(lo ^ fmix32(hi + salt * jnp.uint32(0x9E3779B9)))
+    b = fmix32(hi ^ fmix32(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
     new = jnp.stack([a, b], axis=-1)
     return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key)) if typed else new.astype(data.dtype)
 

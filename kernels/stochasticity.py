@@ -373,7 +373,7 @@ def seed_words(key: jax.Array) -> jax.Array:
     return key.astype(jnp.uint32).reshape(-1)[-2:]
 
 
-def _fmix32(h: jax.Array) -> jax.Array:
+def fmix32(h: jax.Array) -> jax.Array:
     """MurmurHash3's 32-bit finaliser: a bijective avalanche mix of a uint32."""
     h = h ^ (h >> 16)
     h = h * jnp.uint32(0x85EBCA6B)
@@ -390,7 +390,7 @@ def counter_words(seed: jax.Array, counters: jax.Array) -> jax.Array:
     eight car speeds) costs little more than one with none.
     """
     counters = jnp.asarray(counters, jnp.uint32)
-    return _fmix32(seed[0] ^ _fmix32(seed[1] + counters * jnp.uint32(0x9E3779B9)))
+    return fmix32(seed[0] ^ fmix32(seed[1] + counters * jnp.uint32(0x9E3779B9)))
 
 
 #: Counter offsets of the independent streams of one step: the game's own draws, the action and event
