@@ -167,7 +167,8 @@ def kernels(
 
 
 def summarise(frame, names: list[str], largest: int, stochasticity: str, profiles: bool) -> dict:
-    """Flat summary at the largest batch size: steps/s, the ratio to gymnax, profile slowdowns."""
+    """Flat summary at the largest batch size: steps/s, the speed-up over gymnax, and throughput
+    relative to the plain game with each profile (and with auto-reset relative to without)."""
     import polars as pl
 
     from agentlab.bench import kernels as bk
@@ -194,12 +195,13 @@ def summarise(frame, names: list[str], largest: int, stochasticity: str, profile
             summary[f"{env}_speedup_vs_gymnax"] = ours / peer
         without = rate("agentlab", env, stochasticity, False)
         if without is not None and rate("agentlab", env, stochasticity, True) is not None:
-            summary[f"{env}_auto_reset_slowdown"] = without / rate("agentlab", env, stochasticity, True) - 1.0
-        if profiles and ours:
+            summary[f"{env}_auto_reset_relative_throughput"] = rate("agentlab", env, stochasticity, True) / without
+        plain = rate("agentlab", env, "plain")
+        if profiles and plain:
             for kind, spec in bk.profile_specs(env).items():
                 value = rate("agentlab", env, spec)
                 if value:
-                    summary[f"{env}_{kind}_slowdown"] = rate("agentlab", env, "plain") / value - 1.0
+                    summary[f"{env}_{kind}_relative_throughput"] = value / plain
     return summary
 
 

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 
+from agentlab.kernels.fusion import materialize
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.kernels.stochasticity import fmix32
 
@@ -65,30 +66,6 @@ def derive_key(key: jax.Array, tag: int) -> jax.Array:
     b = fmix32(hi ^ fmix32(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
     new = jnp.stack([a, b], axis=-1)
     return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key)) if typed else new.astype(data.dtype)
-
-
-def materialize(tree: Any, key: jax.Array) -> Any:
-    """`tree`, unchanged, computed once and stored before its users run.
-
-    XLA's CPU fusion copies cheap producers into every consumer, including consumers that broadcast
-    them: left alone it recomputes the whole new-episode draw (a few dozen hashes per lane) for each
-    of the 100*C cells of the observation. A while loop that runs exactly once, with a trip count
-    XLA cannot know at compile time, is a fusion boundary; its body adds a run-time zero, so nothing
-    changes. `agentlab bench kernels` measured auto-reset at 2-3x the cost of a plain step without
-    it and within noise of a plain step with it.
-    """
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    word = (jax.random.key_data(key) if typed else key).reshape(-1)[0].astype(jnp.uint32)
-    trips = (word >> 31).astype(jnp.int32) | 1  # 1 at run time; unknown to the compiler
-
-    def body(carry):
-        i, values = carry
-        zero = i >> 31  # 0 at run time
-        return i + 1, jax.tree.map(
-            lambda v: v + zero.astype(v.dtype) if v.dtype != jnp.bool_ else v ^ (zero != 0), values
-        )
-
-    return jax.lax.while_loop(lambda carry: carry[0] < trips, body, (jnp.int32(0), tree))[1]
 
 
 class Environment(abc.ABC, Generic[StateT, ParamsT]):

@@ -406,13 +406,26 @@ class WordStream:
     Nothing is drawn for a stream that is never used (JAX removes the dead computation).
     """
 
-    def __init__(self, seed: jax.Array, offset: int = GAME_STREAM):
+    def __init__(self, seed: jax.Array, offset: int = GAME_STREAM, words: jax.Array | None = None):
         self.seed = seed
         self.offset = offset
         self.index = 0
+        self.words = words
+
+    @classmethod
+    def prefetched(cls, seed: jax.Array, offset: int, n: int, key: jax.Array) -> WordStream:
+        """A stream whose first `n` words are drawn at once and stored (`materialize`) before use,
+        so that the compiler does not redo the hashing for every cell they end up affecting."""
+        from agentlab.kernels.fusion import materialize
+
+        words = materialize(counter_words(seed, offset + jnp.arange(n, dtype=jnp.uint32)), key) if n else None
+        return cls(seed, offset, words)
 
     def take(self) -> jax.Array:
-        word = counter_words(self.seed, self.offset + self.index)
+        if self.words is not None and self.index < self.words.shape[0]:
+            word = self.words[self.index]
+        else:
+            word = counter_words(self.seed, self.offset + self.index)
         self.index += 1
         return word
 
@@ -456,6 +469,20 @@ def active_profiles(spec: Spec, time: jax.Array) -> list[tuple[Profile, jax.Arra
         else:
             out.append((profile, True))
     return out
+
+
+def draws_needed(profiles: list, kinds: tuple[type, ...]) -> int:
+    """How many words the `profiles` of the given classes take in one step."""
+    per = {StickyActions: 1, ActionNoise: 2, RandomEvent: 1}
+    total = 0
+    for profile, _ in profiles:
+        if not isinstance(profile, kinds):
+            continue
+        if isinstance(profile, ObservationMask):
+            total += 1 + (2 if profile.kind_ == "torch" and profile.centre == "random" else 0)
+        else:
+            total += per[type(profile)]
+    return total
 
 
 def flat_profiles(spec: Spec) -> list[Profile]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from agentlab.errors import UsageError
 from agentlab.kernels.atari.asterix import Asterix
 from agentlab.kernels.atari.base import AtariEnv, AtariParams, AtariState, MinAtarGame, describe
 from agentlab.kernels.atari.breakout import Breakout
@@ -50,7 +49,6 @@ __all__ = [
     "AtariParams",
     "AtariState",
     "MinAtarGame",
-    "UsageError",
     "describe",
     "make_atari",
     "with_stochasticity",

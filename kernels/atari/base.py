@@ -38,6 +38,7 @@ from agentlab.kernels.stochasticity import (
     WordStream,
     active_profiles,
     bernoulli,
+    draws_needed,
     flat_profiles,
     randint,
     seed_words,
@@ -230,7 +231,8 @@ class AtariEnv(Environment[AtariState, AtariParams]):
     def advance(self, key: jax.Array, state: AtariState, action: jax.Array, params: AtariParams):
         profiles = active_profiles(params.stochasticity, state.time)
         seed = seed_words(key)
-        rng = WordStream(seed, TAXONOMY_STREAM)
+        needed = draws_needed(profiles, (StickyActions, ActionNoise, RandomEvent))
+        rng = WordStream.prefetched(seed, TAXONOMY_STREAM, needed, key)
 
         # Sticky actions, then action noise, transform the agent's action.
         executed = jnp.asarray(action, jnp.int32)
@@ -257,8 +259,9 @@ class AtariEnv(Environment[AtariState, AtariParams]):
     def observe(self, key: jax.Array, state: AtariState, params: AtariParams) -> jax.Array:
         """The game's planes, with the masks active at ``state.time`` applied, as a bool observation."""
         planes = self.game.planes(state.game)
-        rng = WordStream(seed_words(key), MASK_STREAM)
-        for profile, on in active_profiles(params.stochasticity, state.time):
+        profiles = active_profiles(params.stochasticity, state.time)
+        rng = WordStream.prefetched(seed_words(key), MASK_STREAM, draws_needed(profiles, (ObservationMask,)), key)
+        for profile, on in profiles:
             if isinstance(profile, ObservationMask):
                 apply = on & bernoulli(rng.take(), profile.p)
                 keep = self._keep(profile, rng, state.game)
