@@ -108,8 +108,19 @@ def build(kernel: Kernel, batch_size: int, steps: int):
     return init, run
 
 
-def measure(kernel: Kernel, batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
-    """Compile seconds, median and best seconds per call, and steps per second (median)."""
+@dataclasses.dataclass
+class Prepared:
+    """A compiled measurement, ready to be timed."""
+
+    compiled: Any
+    carry: Any
+    key: jax.Array
+    work: int  # transitions per call (batch_size * steps)
+    compile_seconds: float
+
+
+def prepare(kernel: Kernel, batch_size: int, steps: int, seed: int = 0) -> Prepared:
+    """Compile (timed separately) and warm up one measurement."""
     init, run = build(kernel, batch_size, steps)
     key = jax.random.key(seed)
     carry = jax.block_until_ready(jax.jit(init)(key))
@@ -117,19 +128,35 @@ def measure(kernel: Kernel, batch_size: int, steps: int, repeats: int, seed: int
     compiled = jax.jit(run).lower(carry, key).compile()
     compile_seconds = time.perf_counter() - start
     jax.block_until_ready(compiled(carry, key))  # warm-up
-    times = []
+    return Prepared(compiled, carry, key, batch_size * steps, compile_seconds)
+
+
+def time_interleaved(prepared: dict[Any, Prepared], repeats: int) -> dict[Any, dict[str, float]]:
+    """Time every prepared measurement `repeats` times, round-robin, so that a machine that speeds up
+    or slows down affects all of them alike. Returns compile seconds, median and best seconds per
+    call, and steps per second (median) for each."""
+    times: dict[Any, list[float]] = {name: [] for name in prepared}
     for r in range(repeats):
-        k = jax.random.fold_in(key, r + 1)
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(carry, k))
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "compile_seconds": compile_seconds,
-        "seconds_median": median,
-        "seconds_min": min(times),
-        "steps_per_second": batch_size * steps / median,
-    }
+        for name, p in prepared.items():
+            key = jax.random.fold_in(p.key, r + 1)
+            start = time.perf_counter()
+            jax.block_until_ready(p.compiled(p.carry, key))
+            times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, p in prepared.items():
+        median = statistics.median(times[name])
+        out[name] = {
+            "compile_seconds": p.compile_seconds,
+            "seconds_median": median,
+            "seconds_min": min(times[name]),
+            "steps_per_second": p.work / median,
+        }
+    return out
+
+
+def measure(kernel: Kernel, batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """One measurement on its own (see `time_interleaved` for side-by-side ones)."""
+    return time_interleaved({0: prepare(kernel, batch_size, steps, seed)}, repeats)[0]
 
 
 def kernel_for(cell: Cell) -> Kernel:

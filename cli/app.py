@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from agentlab import __version__
-from agentlab.cli import bench, envs, render
+from agentlab.cli import bench, envs, render, train
+from agentlab.cli import eval as eval_command
 
 app = typer.Typer(
     name="agentlab",
@@ -36,13 +38,29 @@ def root(
     """agentlab: stochastic Atari-style kernels (MinAtar rules x the STORI taxonomy) and more."""
 
 
+app.command("train")(train.train)
+app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)
 app.command("render")(render.render)
 app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:
-    app()
+    """The console script: like ``app()``, but a usage error (an unknown command or option, a value of
+    the wrong type) is one line on stderr and exit code 2 instead of Click's multi-line usage block."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as error:  # noqa: BLE001 - Click's exception classes live in a private module
+        if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown already
+            sys.exit(0)
+        if getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
+            command = error.ctx.command_path if getattr(error, "ctx", None) else "agentlab"
+            typer.echo(f"error: {error.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(2)
+        if type(error).__name__ == "Abort":
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # python -m agentlab.cli.app

@@ -126,6 +126,11 @@ def kernels(
     started = time.perf_counter()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Each kernel's cells are compiled together, then timed round-robin: ratios between them do not
+    # depend on when during the run the machine was fast or slow.
+    groups: dict[str, list] = {}
+    for cell in todo:
+        groups.setdefault(cell.env, []).append(cell)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -135,25 +140,33 @@ def kernels(
         transient=False,
     ) as progress:
         task = progress.add_task("bench kernels", total=len(cells), completed=len(cells) - len(todo))
-        for cell in todo:
-            progress.update(task, description=f"{cell.impl} {cell.env} x{cell.batch_size} {cell.stochasticity}")
-            result = bk.measure(bk.kernel_for(cell), cell.batch_size, steps, repeats, seed)
-            rows.append(
-                {
-                    "impl": cell.impl,
-                    "env": cell.env,
-                    "batch_size": cell.batch_size,
-                    "stochasticity": cell.stochasticity,
-                    "auto_reset": cell.auto_reset,
-                    "steps": steps,
-                    "seed": seed,
-                    "step": cell.batch_size * steps,
-                    **result,
-                    "wall_seconds": time.perf_counter() - started,
-                }
-            )
+        for env_name, group in groups.items():
+            prepared = {}
+            for cell in group:
+                progress.update(
+                    task, description=f"compile {cell.impl} {cell.env} x{cell.batch_size} {cell.stochasticity}"
+                )
+                prepared[cell] = bk.prepare(bk.kernel_for(cell), cell.batch_size, steps, seed)
+            progress.update(task, description=f"time {env_name} ({len(group)} measurements, {repeats} rounds)")
+            results = bk.time_interleaved(prepared, repeats)
+            for cell in group:
+                rows.append(
+                    {
+                        "impl": cell.impl,
+                        "env": cell.env,
+                        "batch_size": cell.batch_size,
+                        "stochasticity": cell.stochasticity,
+                        "auto_reset": cell.auto_reset,
+                        "steps": steps,
+                        "seed": seed,
+                        "step": cell.batch_size * steps,
+                        **results[cell],
+                        "wall_seconds": time.perf_counter() - started,
+                    }
+                )
+                progress.advance(task)
+            del prepared
             rundir.write_parquet(metrics_path, pl.DataFrame(rows))
-            progress.advance(task)
 
     frame = pl.DataFrame(rows)
     summary = summarise(frame, names, max(sizes), stochasticity, profiles)

@@ -103,6 +103,17 @@ def parse_names(text: str, valid: tuple[str, ...], option: str) -> list[str]:
     return names
 
 
+def load_toml(path: Path) -> dict[str, Any]:
+    """The table of a ``--config`` TOML file; a missing or malformed file is bad input."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        fail(f"--config {path}: no such file")
+    except tomllib.TOMLDecodeError as error:
+        fail(f"--config {path} is not valid TOML: {error}")
+    raise AssertionError("unreachable")
+
+
 def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, Any]) -> dict[str, Any]:
     """Fill options the user did not give on the command line from a TOML file.
 
@@ -111,12 +122,7 @@ def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, A
     """
     if path is None:
         return values
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        fail(f"--config {path}: no such file")
-    except tomllib.TOMLDecodeError as error:
-        fail(f"--config {path} is not valid TOML: {error}")
+    data = load_toml(path)
     settable = {k for k in values if k not in ("config", "resume", "force", "json", "quiet")}
     for key, value in data.items():
         if key not in settable:

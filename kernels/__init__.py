@@ -22,6 +22,10 @@ from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.kernels.stochasticity import as_spec, format_spec, parse_spec
+from agentlab.kernels.toy.catch import Catch
+from agentlab.kernels.toy.catch import describe as describe_catch
+from agentlab.kernels.toy.point import Point
+from agentlab.kernels.toy.point import describe as describe_point
 
 Factory = Callable[..., tuple[Environment, Any]]
 
@@ -31,9 +35,21 @@ def _make_coordination(num_agents: int = 3, num_choices: int = 4, max_steps: int
     return env, env.default_params().replace(max_steps=max_steps)
 
 
+def _make_catch(max_steps: int | None = None):
+    env = Catch()
+    return env, env.default_params().replace(max_steps=max_steps)
+
+
+def _make_point(max_steps: int | None = 20, speed: float = 0.25):
+    env = Point()
+    return env, env.default_params().replace(max_steps=max_steps, speed=speed)
+
+
 _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
     **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
     "coordination": (_make_coordination, describe_coordination),
+    "catch": (_make_catch, describe_catch),
+    "point": (_make_point, describe_point),
 }
 _ATARI_OPTIONS = ("stochasticity", "max_steps", "full_action_set", "ramping")
 
@@ -55,7 +71,8 @@ def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environ
     Options (Atari-style games): ``stochasticity`` (a string such as ``"action:p=0.3"`` or a tuple of
     profiles), ``max_steps`` (None: no time limit, as in MinAtar), ``full_action_set`` (all six
     MinAtar actions instead of the game's minimal set), ``ramping`` (MinAtar's difficulty ramping).
-    `coordination`: ``num_agents``, ``num_choices``, ``max_steps``.
+    `coordination`: ``num_agents``, ``num_choices``, ``max_steps``. `catch`: ``max_steps``.
+    `point`: ``max_steps``, ``speed``.
 
     Raises `UsageError` (a `ValueError`) for an unknown name or option or an invalid value.
     """

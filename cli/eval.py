@@ -1,0 +1,175 @@
+"""`agentlab eval RUN...`: the STORI robustness matrix of trained policies."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentlab.cli.common import Force, Json, Quiet, Resume, Seed, default_out, fail, handle_errors, print_json
+
+
+@handle_errors
+def evaluate(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Training run directories (agentlab train).")],
+    stochasticity_grid: Annotated[
+        str,
+        typer.Option(
+            "--stochasticity-grid",
+            help="'default' (plain, action noise at 0.1/0.3/0.5, sticky, every event mode, a drift, crop, torch and "
+            "blackout masks) or a file with one stochasticity string per line.",
+        ),
+    ] = "default",
+    episodes: Annotated[int, typer.Option("--episodes", help="Episodes per profile and seed.")] = 32,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Take the most likely action instead of sampling.")] = False,
+    seed: Seed = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write (default: RUN/eval for one run, runs/eval-<time>)."),
+    ] = None,
+    resume: Resume = False,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate trained policies under every taxonomy profile: robustness.parquet (one row per run, profile and
+    seed), a heat map (trained under x tested under) in plots/robustness.png, and the table on stderr."""
+    if episodes < 1:
+        fail(f"--episodes must be >= 1, got {episodes}")
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.kernels.atari import GAMES
+    from agentlab.rl import evaluate as ev
+    from agentlab.rl import training
+
+    loaded = [(run, *training.load_run(run)) for run in runs]
+    envs = {config.env for _, config, _, _ in loaded}
+    if len(envs) > 1:
+        fail(f"the runs were trained on different kernels ({', '.join(sorted(envs))}): evaluate one kernel at a time")
+    env = envs.pop()
+    grid = ev.default_grid(env) if stochasticity_grid == "default" else ev.read_grid(Path(stochasticity_grid))
+    if env not in GAMES and grid != ["plain"]:
+        fail(f"{env} has no stochasticity profiles: the grid must be 'plain' only")
+    for spec in grid:  # every profile must be valid for this kernel before any work
+        ev.make_episode_returns(loaded[0][2], spec, 1)
+    out = out or (Path(runs[0]) / "eval" if len(runs) == 1 else default_out("eval"))
+    run_dir = rundir.prepare(out, resume=resume, force=force)
+    record = {"runs": [str(r) for r in runs], "grid": grid, "episodes": episodes, "greedy": greedy, "seed": seed}
+    if resume:
+        rundir.check_resume_config(run_dir, record)
+    else:
+        rundir.write_config(run_dir, "eval", record)
+    path = run_dir / "robustness.parquet"
+    rows = pl.read_parquet(path).to_dicts() if resume and path.exists() else []
+    done = {(r["run"], r["tested_under"]) for r in rows}
+    started = time.perf_counter()
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet
+    ) as bar:
+        task = bar.add_task("eval", total=len(loaded) * len(grid), completed=len(done))
+        for run, config, learner, params in loaded:
+            for spec in grid:
+                if (str(run), spec) in done:
+                    continue
+                bar.update(task, description=f"{Path(run).name}: {spec}")
+                for row in ev.evaluate(learner, params, [spec], episodes, seed, greedy):
+                    rows.append(
+                        {
+                            "run": str(run),
+                            "trained_under": config.stochasticity,
+                            "seed": config.seed + row.pop("seed_index"),
+                            "step": config.num_updates * config.batch_size,
+                            "wall_seconds": time.perf_counter() - started,
+                            **row,
+                        }
+                    )
+                rundir.write_parquet(path, pl.DataFrame(rows))
+                bar.advance(task)
+
+    frame = pl.DataFrame(rows)
+    matrix = frame.group_by(["run", "trained_under", "tested_under"], maintain_order=True).agg(
+        pl.col("mean_return").mean(), pl.col("stderr_return").mean()
+    )
+    summary = {
+        "env": env,
+        "runs": len(loaded),
+        "profiles": len(grid),
+        "episodes_per_profile_and_seed": episodes,
+        **{
+            f"mean_return_{Path(r).name}_{_key(s)}": v
+            for r, s, v in zip(matrix["run"], matrix["tested_under"], matrix["mean_return"])
+        },
+        "wall_seconds": time.perf_counter() - started,
+    }
+    rundir.write_json(run_dir / "summary.json", summary)
+    heatmap(matrix, grid, run_dir / "plots" / "robustness.png", env)
+    if json:
+        print_json(summary)
+    if not quiet:
+        show(matrix, grid, run_dir)
+
+
+def _key(spec: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in spec).strip("_")
+
+
+def _labels(matrix, grid):
+    import polars as pl
+
+    runs = matrix.select("run", "trained_under").unique(maintain_order=True)
+    values = [
+        [
+            matrix.filter((pl.col("run") == run) & (pl.col("tested_under") == spec))["mean_return"].item()
+            for spec in grid
+        ]
+        for run in runs["run"]
+    ]
+    names = [f"{Path(r).name} ({t})" for r, t in zip(runs["run"], runs["trained_under"])]
+    return names, values
+
+
+def heatmap(matrix, grid: list[str], path: Path, env: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from agentlab.rundir import save_figure
+
+    names, values = _labels(matrix, grid)
+    data = np.asarray(values, float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(grid), 1.6 + 0.45 * len(names)))
+    image = ax.imshow(data, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(grid)), grid, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=6, color="white")
+    ax.set_xlabel("tested under")
+    ax.set_ylabel("trained under")
+    ax.set_title(f"{env}: mean return")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    save_figure(path, fig)
+
+
+def show(matrix, grid: list[str], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names, values = _labels(matrix, grid)
+    table = Table(title="robustness: mean return (rows trained under, columns tested under)")
+    table.add_column("run (trained under)")
+    for spec in grid:
+        table.add_column(spec, overflow="fold")
+    for name, row in zip(names, values):
+        table.add_row(name, *(f"{v:.2f}" for v in row))
+    console = Console(stderr=True)
+    console.print(table)
+    console.print(f"wrote {run_dir}")

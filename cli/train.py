@@ -1,0 +1,140 @@
+"""`agentlab train ALGORITHM`: train a policy on any kernel into a run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agentlab.cli.common import (
+    Config,
+    Force,
+    Json,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Stochasticity,
+    default_out,
+    fail,
+    handle_errors,
+    load_toml,
+    print_json,
+)
+from agentlab.errors import choices
+
+ALGORITHMS = ("ppo",)
+FLAG_FIELDS = {"env": "env", "stochasticity": "stochasticity", "steps": "total_steps", "seeds": "seeds", "seed": "seed"}
+
+
+def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
+    """A TOML value for a config field, checked against the field's default's type."""
+    if key == "hidden":
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            fail(f"{source}: hidden must be a list of layer widths, e.g. [64, 64], got {value!r}")
+        return tuple(value)
+    if key == "max_episode_steps":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            fail(f"{source}: max_episode_steps must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        fail(f"{source}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path | None, base=None):
+    """PPOConfig from `base` (defaults, or a run's recorded config when resuming), then the TOML file,
+    then the flags given on the command line (default flag values only apply without a base)."""
+    from agentlab.rl.ppo import PPOConfig
+
+    values = (
+        dataclasses.asdict(base) if base is not None else {f.name: f.default for f in dataclasses.fields(PPOConfig)}
+    )
+    values["hidden"] = tuple(values["hidden"])
+    if config_file is not None:
+        source = f"--config {config_file}"
+        data = load_toml(config_file)
+        valid = sorted(set(values) | set(FLAG_FIELDS))
+        for key, value in data.items():
+            field = FLAG_FIELDS.get(key, key)
+            if field not in values:
+                fail(f"{source}: unknown key {key!r}: valid keys are {choices(valid)}")
+            values[field] = _check_type(field, value, values[field], source)
+    for flag, field in FLAG_FIELDS.items():
+        source = ctx.get_parameter_source(flag)
+        given = source is not None and source.name == "COMMANDLINE"
+        if given or (base is None and config_file is None):
+            values[field] = flags[flag]
+    return PPOConfig(**values).validate()
+
+
+@handle_errors
+def train(
+    ctx: typer.Context,
+    algorithm: Annotated[str, typer.Argument(metavar="ALGORITHM", help="The learner: ppo.")],
+    env: Annotated[str, typer.Option("--env", "-e", help="A kernel (see `agentlab envs`).")] = "breakout",
+    stochasticity: Stochasticity = "plain",
+    steps: Annotated[int, typer.Option("--steps", help="Environment steps per seed.")] = 1_000_000,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds trained side by side in one call (vmap).")] = 1,
+    seed: Seed = 0,
+    config: Config = None,
+    out: Out = None,
+    resume: Resume = False,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a policy (PPO) on a kernel: a run directory with config.json, metrics.parquet (one row per seed
+    and update), summary.json, plots/learning_curve.png and checkpoints/ (npz, no pickle). --config takes
+    a TOML file with any PPO field (num_envs, num_steps, lr, update_epochs, hidden = [64, 64], ...)."""
+    if algorithm not in ALGORITHMS:
+        fail(f"unknown algorithm {algorithm!r}: valid algorithms are {choices(ALGORITHMS)}")
+    from agentlab import rundir
+    from agentlab.rl import training
+
+    flags = {"env": env, "stochasticity": stochasticity, "steps": steps, "seeds": seeds, "seed": seed}
+    base = None
+    if resume and out is not None and (Path(out) / "config.json").exists():
+        base = training.config_from_record(rundir.read_json(Path(out) / "config.json")["config"])
+    ppo_config = resolve_config(ctx, flags, config, base)
+    out = out or default_out(f"train-{ppo_config.env}")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]ppo[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[rate]:,.0f} steps/s"),
+        TextColumn("return {task.fields[ret]:.2f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=quiet, transient=False) as progress:
+        task = progress.add_task(
+            ppo_config.env, total=ppo_config.num_updates * ppo_config.batch_size, rate=0.0, ret=float("nan")
+        )
+
+        def on_chunk(info: dict) -> None:
+            progress.update(
+                task,
+                completed=info["step"],
+                total=info["total_steps"],
+                rate=info["steps_per_second"],
+                ret=info["episode_return"],
+            )
+
+        summary = training.train(ppo_config, Path(out), resume=resume, force=force, on_chunk=on_chunk)
+    if json:
+        print_json(summary)
+    if not quiet:
+        typer.echo(
+            f"wrote {out}: mean return {summary['mean_return']} over {summary['seeds']} seed(s), "
+            f"{summary['steps_per_second']:,.0f} steps/s per seed, compile {summary['compile_seconds']:.1f} s",
+            err=True,
+        )

@@ -1,0 +1,1 @@
+"""Tiny kernels with known optimal returns, for testing learners (`catch`, `point`)."""

@@ -1,0 +1,402 @@
+"""PPO (Schulman et al. 2017) on any agentlab kernel, jitted end to end, in the spirit of PureJaxRL.
+
+    learner = PPO(PPOConfig(env="breakout"))
+    state = learner.init(jax.random.PRNGKey(0))          # one seed; learner.init_seeds(keys) for several
+    state, metrics = learner.chunk(state)                # `updates_per_chunk` updates in one lax.scan
+    final, metrics = jax.jit(learner.train)(key)         # the whole run, chunks scanned to the end
+
+One update collects ``num_steps`` steps from ``num_envs`` auto-resetting environments, computes GAE
+advantages (bootstrapping truncated episodes from ``info["final_observation"]``), and takes
+``update_epochs x num_minibatches`` clipped-surrogate steps with optax's Adam. Multi-agent kernels are
+trained as independent PPO with one shared network: every agent is a row of the batch. Keys are raw
+``uint32[2]`` arrays so that the whole learner state saves to ``.npz`` (`agentlab.rl.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from agentlab.errors import UsageError, choices
+from agentlab.kernels import make
+from agentlab.kernels.atari import GAMES
+from agentlab.kernels.pytree import pytree_dataclass
+from agentlab.kernels.spaces import Discrete
+from agentlab.rl import networks as nets
+
+#: Training's default time limit where a kernel has none (the Atari-style games, as MinAtar): 1000
+#: steps, like gymnax's MinAtar ports; Freeway gets 3000 so that its own end at 2501 steps decides.
+DEFAULT_TIME_LIMIT = 1000
+TIME_LIMITS = {"freeway": 3000}
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Everything a PPO run depends on (with the seed, enough to reproduce it).
+
+    The defaults are PureJaxRL's MinAtar settings: 64 envs x 128 steps, 4 epochs x 8 minibatches,
+    Adam with lr 5e-3 annealed linearly to 0, separate relu 64x64 actor and critic MLPs.
+    """
+
+    env: str = "breakout"  # a registered kernel
+    stochasticity: str = "plain"  # taxonomy profiles of the training environment (Atari-style games)
+    max_episode_steps: int | None = None  # None: the kernel's own limit, else 1000 (3000 for freeway)
+    total_steps: int = 1_000_000  # environment steps per seed
+    num_envs: int = 64
+    num_steps: int = 128  # rollout length per update
+    update_epochs: int = 4
+    num_minibatches: int = 8
+    lr: float = 5e-3
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    shared_trunk: bool = False
+    seeds: int = 1  # seeds trained side by side (vmap)
+    seed: int = 0  # seed s of the K trained is seed + s
+    updates_per_chunk: int = 8  # updates per jitted call (progress, checkpoints and resume happen between)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    @property
+    def time_limit(self) -> int:
+        """`max_episode_steps`, else the kernel's own limit (coordination 32, point 20), else 1000
+        (Freeway 3000)."""
+        if self.max_episode_steps is not None:
+            return self.max_episode_steps
+        own = make(self.env, auto_reset=False)[1].max_steps
+        return own if own is not None else TIME_LIMITS.get(self.env, DEFAULT_TIME_LIMIT)
+
+    def validate(self) -> PPOConfig:
+        """Raise `UsageError` naming the first bad field; return self."""
+        positive = ("total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "seeds")
+        for name in (*positive, "updates_per_chunk"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise UsageError(f"max_episode_steps must be a positive integer, got {self.max_episode_steps!r}")
+        if self.num_updates < 1:
+            raise UsageError(
+                f"total_steps={self.total_steps} is less than one update of num_envs x num_steps = {self.batch_size}"
+            )
+        if self.batch_size % self.num_minibatches:
+            raise UsageError(
+                f"num_envs x num_steps = {self.batch_size} is not divisible by num_minibatches={self.num_minibatches}"
+            )
+        for name in ("lr", "gamma", "gae_lambda", "clip_eps", "vf_coef", "ent_coef", "max_grad_norm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UsageError(f"{name} must be a non-negative number, got {value!r}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise UsageError("gamma and gae_lambda must lie in [0, 1]")
+        if self.activation not in nets.ACTIVATIONS:
+            raise UsageError(f"unknown activation {self.activation!r}: valid values are {choices(nets.ACTIVATIONS)}")
+        if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must be a list of positive layer widths, got {self.hidden!r}")
+        if self.env not in GAMES and self.stochasticity not in ("plain", "", "none"):
+            raise UsageError(f"{self.env} has no stochasticity profiles: use --stochasticity plain")
+        make_env(self)  # an unknown kernel or a bad stochasticity string raises here
+        return self
+
+
+def make_env(config: PPOConfig):
+    """The training environment (auto-reset on, `config.time_limit`) and its params."""
+    options: dict[str, Any] = {"max_steps": config.time_limit}
+    if config.env in GAMES:
+        options["stochasticity"] = config.stochasticity
+    return make(config.env, **options)
+
+
+@pytree_dataclass
+class RunnerState:
+    """The whole learner state of one seed (everything a checkpoint holds)."""
+
+    params: Any  # network parameters
+    opt_state: Any  # optax state
+    env_state: Any  # batched kernel state (num_envs, ...)
+    obs: jax.Array  # (num_envs, *obs_shape) observation the next action is chosen from
+    episode_return: jax.Array  # float32 (num_envs[, agents]) return of the running episodes
+    episode_length: jax.Array  # int32 (num_envs,)
+    key: jax.Array  # uint32 (2,)
+    update: jax.Array  # int32 (): updates done
+
+
+@pytree_dataclass
+class Transition:
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array  # broadcast to the reward's shape
+    truncated: jax.Array
+    final_obs: jax.Array
+    finished_return: jax.Array  # return of an episode that ended at this step, else 0
+    finished_length: jax.Array
+    finished: jax.Array  # bool (num_envs,)
+
+
+def gae(
+    rewards: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    done: jax.Array,
+    gamma: float,
+    lam: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation (Schulman et al. 2016) over a time axis 0.
+
+    ``next_values[t]`` is the value to bootstrap step t from: the next observation's, or for a
+    truncated step the value of its final observation. A terminated step bootstraps nothing; any
+    finished step (`done`) stops the advantage from flowing back across the episode boundary.
+    Returns ``(advantages, returns)`` with ``returns = advantages + values``.
+    """
+    terminated = terminated.astype(jnp.float32)
+    done = done.astype(jnp.float32)
+    deltas = rewards + gamma * next_values * (1.0 - terminated) - values
+
+    def body(advantage, inputs):
+        delta, finished = inputs
+        advantage = delta + gamma * lam * (1.0 - finished) * advantage
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(body, jnp.zeros_like(values[0]), (deltas, done), reverse=True)
+    return advantages, advantages + values
+
+
+class PPO:
+    """A PPO learner for one configuration; all methods are pure and jittable."""
+
+    def __init__(self, config: PPOConfig):
+        self.config = config.validate()
+        self.env, self.env_params = make_env(config)
+        space = self.env.action_space(self.env_params)
+        self.discrete = isinstance(space, Discrete)
+        obs_space = self.env.observation_space(self.env_params)
+        obs_ndim = len(obs_space.shape) - (1 if self.env.multi_agent else 0)
+        outputs = space.n if self.discrete else space.shape[-1]
+        self.network = nets.ActorCritic(
+            num_outputs=outputs,
+            obs_ndim=obs_ndim,
+            continuous=not self.discrete,
+            hidden=tuple(config.hidden),
+            activation=config.activation,
+            shared=config.shared_trunk,
+        )
+        steps_per_update = config.update_epochs * config.num_minibatches
+        if config.anneal_lr:
+            self.schedule = optax.linear_schedule(config.lr, 0.0, config.num_updates * steps_per_update)
+        else:
+            self.schedule = optax.constant_schedule(config.lr)
+        self.optimizer = optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(self.schedule, eps=1e-5)
+        )
+        self.steps_per_update = steps_per_update
+
+    # -- policy ------------------------------------------------------------------------------------
+    def sample(self, key: jax.Array, policy: jax.Array) -> jax.Array:
+        return nets.categorical_sample(key, policy) if self.discrete else nets.gaussian_sample(key, policy)
+
+    def log_prob(self, policy: jax.Array, action: jax.Array) -> jax.Array:
+        return nets.categorical_log_prob(policy, action) if self.discrete else nets.gaussian_log_prob(policy, action)
+
+    def entropy(self, policy: jax.Array) -> jax.Array:
+        return nets.categorical_entropy(policy) if self.discrete else nets.gaussian_entropy(policy)
+
+    def act(self, params: Any, key: jax.Array, obs: jax.Array, greedy: bool = False) -> jax.Array:
+        """An action for `obs` (sampled, or the most likely one with `greedy`)."""
+        policy, _ = self.network.apply(params, obs)
+        if greedy:
+            return jnp.argmax(policy, axis=-1).astype(jnp.int32) if self.discrete else nets.gaussian_split(policy)[0]
+        return self.sample(key, policy)
+
+    # -- state -------------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> RunnerState:
+        """A fresh learner state from a raw ``uint32[2]`` key."""
+        cfg = self.config
+        key, k_net, k_env = jax.random.split(key, 3)
+        reset = jax.vmap(self.env.reset, in_axes=(0, None))
+        obs, env_state = reset(jax.random.split(k_env, cfg.num_envs), self.env_params)
+        params = self.network.init(k_net, obs[:1])
+        reward_shape = (cfg.num_envs, self.env.num_agents) if self.env.multi_agent else (cfg.num_envs,)
+        return RunnerState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.zeros(reward_shape, jnp.float32),
+            episode_length=jnp.zeros(cfg.num_envs, jnp.int32),
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def init_seeds(self, keys: jax.Array) -> RunnerState:
+        """Learner states for several seeds, stacked on a leading axis (``keys``: uint32 (seeds, 2)).
+
+        Each seed is initialised on its own and the results stacked: a `vmap`-ed `init` (which runs
+        the orthogonal initialiser's QR decompositions side by side) hangs JAX 0.10's CPU runtime
+        with two or more seeds. Training itself is `vmap`-ed over seeds.
+        """
+        init = jax.jit(self.init)
+        states = [init(key) for key in keys]
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+    # -- one update --------------------------------------------------------------------------------
+    def _rollout(self, state: RunnerState) -> tuple[RunnerState, Transition]:
+        cfg = self.config
+        step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
+
+        def one_step(state: RunnerState, _):
+            key, k_act, k_env = jax.random.split(state.key, 3)
+            policy, value = self.network.apply(state.params, state.obs)
+            action = self.sample(k_act, policy)
+            log_prob = self.log_prob(policy, action)
+            obs, env_state, reward, terminated, truncated, info = step(
+                jax.random.split(k_env, cfg.num_envs), state.env_state, action, self.env_params
+            )
+            done = terminated | truncated
+            per_agent = (lambda x: x[:, None]) if self.env.multi_agent else (lambda x: x)
+            episode_return = state.episode_return + reward
+            episode_length = state.episode_length + 1
+            transition = Transition(
+                obs=state.obs,
+                action=action,
+                log_prob=log_prob,
+                value=value,
+                reward=reward,
+                terminated=jnp.broadcast_to(per_agent(terminated), reward.shape),
+                truncated=jnp.broadcast_to(per_agent(truncated), reward.shape),
+                final_obs=info["final_observation"],
+                finished_return=jnp.where(per_agent(done), episode_return, 0.0),
+                finished_length=jnp.where(done, episode_length, 0),
+                finished=done,
+            )
+            state = state.replace(
+                env_state=env_state,
+                obs=obs,
+                episode_return=jnp.where(per_agent(done), 0.0, episode_return),
+                episode_length=jnp.where(done, 0, episode_length),
+                key=key,
+            )
+            return state, transition
+
+        return jax.lax.scan(one_step, state, None, length=cfg.num_steps)
+
+    def _loss(self, params, batch: dict[str, jax.Array]):
+        cfg = self.config
+        policy, value = self.network.apply(params, batch["obs"])
+        log_prob = self.log_prob(policy, batch["action"])
+        value_clipped = batch["value"] + jnp.clip(value - batch["value"], -cfg.clip_eps, cfg.clip_eps)
+        value_loss = 0.5 * jnp.mean(
+            jnp.maximum((value - batch["returns"]) ** 2, (value_clipped - batch["returns"]) ** 2)
+        )
+        advantages = batch["advantages"]
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        log_ratio = log_prob - batch["log_prob"]
+        ratio = jnp.exp(log_ratio)
+        actor_loss = -jnp.mean(
+            jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps) * advantages)
+        )
+        entropy = jnp.mean(self.entropy(policy))
+        total = actor_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        extras = {
+            "actor_loss": actor_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+            "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > cfg.clip_eps),
+        }
+        return total, extras
+
+    def update(self, state: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One PPO update: rollout, GAE, epochs of minibatch steps. Returns per-update metrics."""
+        cfg = self.config
+        state, traj = self._rollout(state)
+        _, last_value = self.network.apply(state.params, state.obs)
+        _, final_value = self.network.apply(state.params, traj.final_obs)
+        next_value = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
+        next_value = jnp.where(traj.truncated, final_value, next_value)
+        done = traj.terminated | traj.truncated
+        advantages, returns = gae(traj.reward, traj.value, next_value, traj.terminated, done, cfg.gamma, cfg.gae_lambda)
+
+        # Flatten time, environments (and agents) into one batch of rows.
+        rows = math.prod(traj.value.shape)
+        lead = traj.value.ndim
+
+        def flat(x: jax.Array) -> jax.Array:
+            return x.reshape(rows, *x.shape[lead:])
+
+        batch = {  # multi-agent: obs (T, N, agents, ...) flattens like the value's (T, N, agents)
+            "obs": flat(traj.obs),
+            "action": flat(traj.action),
+            "log_prob": flat(traj.log_prob),
+            "value": flat(traj.value),
+            "advantages": flat(advantages),
+            "returns": flat(returns),
+        }
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def epoch(carry, _):
+            params, opt_state, key = carry
+            key, k_perm = jax.random.split(key)
+            order = jax.random.permutation(k_perm, rows)
+            shuffled = jax.tree.map(lambda x: x[order].reshape(cfg.num_minibatches, -1, *x.shape[1:]), batch)
+
+            def minibatch(carry, mb):
+                params, opt_state = carry
+                (loss, extras), grads = grad_fn(params, mb)
+                updates, opt_state = self.optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **extras}
+
+            (params, opt_state), info = jax.lax.scan(minibatch, (params, opt_state), shuffled)
+            return (params, opt_state, key), info
+
+        key, k_epochs = jax.random.split(state.key)
+        (params, opt_state, _), info = jax.lax.scan(
+            epoch, (state.params, state.opt_state, k_epochs), None, length=cfg.update_epochs
+        )
+        finished = traj.finished.sum()
+        episodes = jnp.maximum(finished, 1)
+        per_env_return = traj.finished_return if not self.env.multi_agent else traj.finished_return.mean(axis=-1)
+        metrics = {
+            "episode_return": jnp.where(finished > 0, per_env_return.sum() / episodes, jnp.nan),
+            "episode_length": jnp.where(finished > 0, traj.finished_length.sum() / episodes, jnp.nan),
+            "episodes": finished,
+            "learning_rate": self.schedule(state.update * self.steps_per_update),
+            **jax.tree.map(jnp.mean, info),
+        }
+        state = state.replace(params=params, opt_state=opt_state, key=key, update=state.update + 1)
+        return state, metrics
+
+    def chunk(self, state: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """`updates_per_chunk` updates in one `lax.scan`; metrics stacked on a leading axis."""
+        return jax.lax.scan(lambda s, _: self.update(s), state, None, length=self.config.updates_per_chunk)
+
+    def train(self, key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """The whole run: `init`, then every update (``num_updates``, rounded down to whole chunks)."""
+        chunks = self.config.num_updates // self.config.updates_per_chunk
+        state, metrics = jax.lax.scan(lambda s, _: self.chunk(s), self.init(key), None, length=chunks)
+        return state, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), metrics)
+
+
+def seed_keys(config: PPOConfig) -> jax.Array:
+    """uint32 ``(seeds, 2)``: the raw key of each seed (``PRNGKey(seed + s)``)."""
+    return jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(config.seeds)])

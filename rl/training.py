@@ -1,0 +1,232 @@
+"""The training driver: jitted PPO chunks in a thin Python loop that reports progress, writes the
+run directory after every chunk, and resumes from it.
+
+Resuming gives exactly the run an uninterrupted run gives: the checkpoint holds the whole learner
+state (parameters, optimiser, environments, keys), and both runs make the same chunk calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from agentlab import rundir
+from agentlab.errors import UsageError
+from agentlab.rl import checkpoint
+from agentlab.rl.ppo import PPO, PPOConfig, seed_keys
+
+CHECKPOINT = "checkpoints/latest.npz"
+METRIC_COLUMNS = (
+    "episode_return",
+    "episode_length",
+    "episodes",
+    "loss",
+    "actor_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "learning_rate",
+)
+
+
+def config_record(config: PPOConfig) -> dict[str, Any]:
+    record = dataclasses.asdict(config)
+    record["hidden"] = list(config.hidden)
+    record["algorithm"] = "ppo"
+    return record
+
+
+def config_from_record(record: dict[str, Any]) -> PPOConfig:
+    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    values = {k: v for k, v in record.items() if k in fields}
+    if "hidden" in values:
+        values["hidden"] = tuple(values["hidden"])
+    return PPOConfig(**values)
+
+
+def chunk_size(config: PPOConfig) -> int:
+    return max(1, min(config.updates_per_chunk, config.num_updates))
+
+
+def train(
+    config: PPOConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    on_chunk: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train `config.seeds` seeds side by side into the run directory `out`; return the summary.
+
+    `on_chunk` receives, after every chunk, ``{"step", "total_steps", "steps_per_second",
+    "episode_return"}`` (for a progress bar). Ctrl-C leaves the last completed chunk on disk.
+    """
+    config = dataclasses.replace(config, updates_per_chunk=chunk_size(config)).validate()
+    started = time.perf_counter()
+    run_dir = rundir.prepare(out, resume=resume, force=force)
+    record = config_record(config)
+    if resume:
+        rundir.check_resume_config(run_dir, record)
+    else:
+        rundir.write_config(run_dir, "train ppo", record)
+
+    import polars as pl
+
+    learner = PPO(config)
+    chunk = jax.jit(jax.vmap(learner.chunk))
+    state = learner.init_seeds(seed_keys(config))
+    rows: list[dict[str, Any]] = []
+    wall_offset = compile_offset = 0.0
+    metrics_path = run_dir / "metrics.parquet"
+    if resume and (run_dir / CHECKPOINT).exists():
+        state, meta = checkpoint.load(run_dir / CHECKPOINT, state)
+        wall_offset, compile_offset = meta["wall_seconds"], meta["compile_seconds"]
+        if metrics_path.exists():
+            rows = [r for r in pl.read_parquet(metrics_path).to_dicts() if r["update"] < meta["update"]]
+
+    # Finish computing the state before compiling: compiling while the state's own computation is still
+    # in flight deadlocks JAX 0.10's CPU client.
+    state = jax.block_until_ready(state)
+    compile_start = time.perf_counter()
+    compiled = chunk.lower(state).compile()
+    compile_seconds = compile_offset + time.perf_counter() - compile_start
+
+    total_updates = (config.num_updates // config.updates_per_chunk) * config.updates_per_chunk
+    run_seconds = 0.0
+    update = int(np.asarray(state.update)[0])
+    while update < total_updates:
+        tick = time.perf_counter()
+        state, metrics = compiled(state)
+        metrics = jax.tree.map(np.asarray, jax.block_until_ready(metrics))  # (seeds, chunk)
+        elapsed = time.perf_counter() - tick
+        run_seconds += elapsed
+        wall = wall_offset + time.perf_counter() - started
+        for seed in range(config.seeds):
+            for j in range(config.updates_per_chunk):
+                u = update + j
+                rows.append(
+                    {
+                        "seed": config.seed + seed,
+                        "update": u,
+                        "step": (u + 1) * config.batch_size,
+                        "wall_seconds": wall,
+                        "steps_per_second": config.updates_per_chunk * config.batch_size / elapsed,
+                        **{name: float(metrics[name][seed, j]) for name in METRIC_COLUMNS},
+                    }
+                )
+        update += config.updates_per_chunk
+        rundir.write_parquet(metrics_path, pl.DataFrame(rows))
+        meta = {
+            "update": update,
+            "step": update * config.batch_size,
+            "wall_seconds": wall,
+            "compile_seconds": compile_seconds,
+        }
+        checkpoint.save(run_dir / CHECKPOINT, state, meta)
+        if on_chunk is not None:
+            recent = pl.DataFrame(rows).filter(pl.col("update") >= update - config.updates_per_chunk)
+            on_chunk(
+                {
+                    "step": update * config.batch_size,
+                    "total_steps": total_updates * config.batch_size,
+                    "steps_per_second": config.updates_per_chunk * config.batch_size / elapsed,
+                    "episode_return": float(np.nanmean(recent["episode_return"].to_numpy()))
+                    if recent.height
+                    else float("nan"),
+                }
+            )
+
+    frame = pl.DataFrame(rows)
+    summary = summarise(frame, config, compile_seconds, run_seconds, wall_offset + time.perf_counter() - started)
+    rundir.write_json(run_dir / "summary.json", summary)
+    plot_learning_curve(frame, run_dir / "plots" / "learning_curve.png", config)
+    return summary
+
+
+def final_returns(frame, config: PPOConfig, fraction: float = 0.1):
+    """Per seed, the mean episode return over the last `fraction` of updates (at least one)."""
+    import polars as pl
+
+    last = frame["update"].max()
+    window = max(1, int(round(fraction * (last + 1))))
+    recent = frame.filter(pl.col("update") > last - window)
+    return recent.group_by("seed").agg(pl.col("episode_return").fill_nan(None).mean()).sort("seed")
+
+
+def summarise(frame, config: PPOConfig, compile_seconds: float, run_seconds: float, wall: float) -> dict[str, Any]:
+    per_seed = final_returns(frame, config)
+    returns = [r for r in per_seed["episode_return"].to_list() if r is not None]
+    steps = int(frame["step"].max()) if frame.height else 0
+    rate = float(frame["steps_per_second"].median()) if frame.height else 0.0
+    return {
+        "algorithm": "ppo",
+        "env": config.env,
+        "stochasticity": config.stochasticity,
+        "seeds": config.seeds,
+        "steps_per_seed": steps,
+        "mean_return": float(np.mean(returns)) if returns else None,
+        "std_return": float(np.std(returns)) if returns else None,
+        "returns_by_seed": returns,
+        "steps_per_second": rate,
+        "aggregate_steps_per_second": rate * config.seeds,
+        "compile_seconds": compile_seconds,
+        "train_seconds": run_seconds,
+        "wall_seconds": wall,
+    }
+
+
+def plot_learning_curve(frame, path: Path, config: PPOConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if frame.height:
+        wide = frame.pivot(on="seed", index="step", values="episode_return").sort("step")
+        steps = wide["step"].to_numpy()
+        values = wide.drop("step").to_numpy().astype(float)
+        window = max(1, len(steps) // 50)
+        kernel = np.ones(window) / window
+        smooth = np.stack(
+            [
+                np.convolve(np.nan_to_num(col, nan=np.nanmean(col) if np.isfinite(col).any() else 0.0), kernel, "same")
+                for col in values.T
+            ],
+            axis=1,
+        )
+        mean = smooth.mean(axis=1)
+        ax.plot(steps, mean, label=f"mean of {values.shape[1]} seed(s)")
+        if values.shape[1] > 1:
+            ax.fill_between(steps, smooth.min(axis=1), smooth.max(axis=1), alpha=0.25, label="min-max over seeds")
+    ax.set_xlabel("environment steps per seed")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"PPO on {config.env} ({config.stochasticity})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    rundir.save_figure(path, fig)
+
+
+def load_run(run_dir: Path) -> tuple[PPOConfig, PPO, Any]:
+    """``(config, learner, params)`` of a finished (or interrupted) training run; params have a
+    leading seed axis."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    recorded = rundir.read_json(run_dir / "config.json")
+    if recorded.get("command") != "train ppo":
+        raise UsageError(f"{run_dir} is not a training run (its command was {recorded.get('command')!r})")
+    config = config_from_record(recorded["config"])
+    if not (run_dir / CHECKPOINT).exists():
+        raise UsageError(f"{run_dir} has no checkpoint yet ({CHECKPOINT})")
+    learner = PPO(config)
+    template = learner.init_seeds(seed_keys(config))
+    state, _ = checkpoint.load(run_dir / CHECKPOINT, template)
+    return config, learner, state.params

@@ -1,0 +1,157 @@
+"""`agentlab train` and `agentlab eval` through Typer's runner, and the console script's one-line usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from agentlab.cli.app import app
+
+runner = CliRunner()
+SMALL = "num_envs = 8\nnum_steps = 16\nnum_minibatches = 2\nupdates_per_chunk = 2\nhidden = [16, 16]\n"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    config = base / "small.toml"
+    config.write_text(SMALL)
+    out = base / "run"
+    result = invoke(
+        "train",
+        "ppo",
+        "--env",
+        "catch",
+        "--steps",
+        str(8 * 16 * 4),
+        "--seeds",
+        "2",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--json",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.stderr
+    return base, out, json.loads(result.stdout)
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    base, out, summary = trained
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == 2 and summary["steps_per_seed"] == 8 * 16 * 4 and summary["compile_seconds"] > 0
+    metrics = pl.read_parquet(out / "metrics.parquet")
+    assert metrics.height == 2 * 4 and set(metrics["seed"]) == {0, 1}
+    assert {"seed", "step", "wall_seconds", "episode_return", "entropy", "value_loss", "steps_per_second"} <= set(
+        metrics.columns
+    )
+    assert metrics.filter(pl.col("seed") == 0)["step"].to_list() == [128, 256, 384, 512]
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["num_envs"] == 8 and config["config"]["hidden"] == [16, 16] and "jax" in config["versions"]
+    with np.load(out / "checkpoints" / "latest.npz", allow_pickle=False) as data:
+        assert len(data.files) > 4
+    assert Image.open(out / "plots" / "learning_curve.png").size[0] > 100
+
+
+def test_resume_of_a_finished_run_adds_nothing_and_a_changed_config_is_refused(trained):
+    base, out, summary = trained
+    again = invoke("train", "ppo", "--out", str(out), "--resume", "--json", "--quiet")
+    assert again.exit_code == 0, again.stderr
+    assert pl.read_parquet(out / "metrics.parquet").height == 8
+    changed = invoke("train", "ppo", "--out", str(out), "--resume", "--steps", "9999", "--quiet")
+    assert changed.exit_code == 2 and "config differs" in changed.stderr
+    exists = invoke("train", "ppo", "--env", "catch", "--out", str(out), "--quiet")
+    assert exists.exit_code == 2 and "already exists" in exists.stderr
+
+
+def test_eval_writes_the_robustness_matrix(trained):
+    base, out, _ = trained
+    result = invoke("eval", str(out), "--episodes", "4", "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    frame = pl.read_parquet(out / "eval" / "robustness.parquet")
+    assert frame.height == 2  # one profile (catch has no taxonomy) x two seeds
+    assert set(frame["tested_under"]) == {"plain"} and (frame["mean_return"].abs() <= 1).all()
+    assert Image.open(out / "eval" / "plots" / "robustness.png").size[0] > 50
+
+
+@pytest.mark.slow
+def test_eval_of_an_atari_run_covers_the_default_grid(tmp_path):
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "run"
+    trained = invoke(
+        "train",
+        "ppo",
+        "--env",
+        "breakout",
+        "--stochasticity",
+        "action:p=0.3",
+        "--steps",
+        str(8 * 16 * 2),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert trained.exit_code == 0, trained.stderr
+    grid = tmp_path / "grid.txt"
+    grid.write_text("# two profiles\nplain\nmask:kind=blackout,region=all,p=1\n")
+    result = invoke("eval", str(out), "--stochasticity-grid", str(grid), "--episodes", "3", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    frame = pl.read_parquet(out / "eval" / "robustness.parquet")
+    assert frame["tested_under"].to_list() == ["plain", "mask:kind=blackout,region=all,p=1"]
+    assert set(frame["trained_under"]) == {"action:p=0.3"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "dqn"], "unknown algorithm 'dqn'"),
+        (["train", "ppo", "--env", "pong"], "unknown kernel 'pong'"),
+        (["train", "ppo", "--steps", "0"], "total_steps must be a positive integer"),
+        (["train", "ppo", "--env", "catch", "--stochasticity", "action:p=0.3"], "catch has no stochasticity profiles"),
+        (["train", "ppo", "--stochasticity", "action:p=7"], "outside [0, 1]"),
+        (["eval", "."], "is not a run directory"),
+        (["eval", "nowhere"], "is not a run directory"),
+    ],
+)
+def test_bad_training_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_config_file_with_a_wrong_key_or_type(tmp_path):
+    for text, message in [
+        ("batch = 3\n", "unknown key 'batch'"),
+        ("lr = 'fast'\n", "lr must be float"),
+        ("hidden = 64\n", "hidden must be a list"),
+    ]:
+        config = tmp_path / "bad.toml"
+        config.write_text(text)
+        result = invoke("train", "ppo", "--config", str(config), "--out", str(tmp_path / "x"))
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [["train", "ppo", "--stepz", "5"], ["train", "ppo", "--steps", "abc"], ["trian"]])
+def test_console_script_usage_errors_are_one_line(args, tmp_path):
+    code = "import sys; from agentlab.cli.app import main; sys.argv = ['agentlab', *sys.argv[1:]]; main()"
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
