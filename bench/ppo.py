@@ -69,10 +69,31 @@ def run_agentlab(steps: int, seed: int, **overrides) -> dict:
     return {"compile_seconds": compile_seconds, "run_seconds": run_seconds, "final_return": final_return(returns)}
 
 
+class FiveTupleStep:
+    """gymnax >= 1.0 returns ``(obs, state, reward, terminated, truncated, info)``; PureJaxRL was
+    written for gymnax 0.0.x's ``(obs, state, reward, done, info)``. Same environment, same
+    auto-reset, only the tuple differs."""
+
+    def __init__(self, env):
+        self._env = env
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        return obs, state, reward, terminated | truncated, info
+
+
 def run_purejaxrl(path: Path, steps: int, seed: int) -> dict:
     sys.path.insert(0, str(path))
     module = importlib.import_module("purejaxrl.ppo")
-    train = module.make_train({**REFERENCE, "TOTAL_TIMESTEPS": steps})
+    make = module.gymnax.make
+    module.gymnax.make = lambda name, **kw: (lambda env, params: (FiveTupleStep(env), params))(*make(name, **kw))
+    try:
+        train = module.make_train({**REFERENCE, "TOTAL_TIMESTEPS": steps})
+    finally:
+        module.gymnax.make = make
     out, compile_seconds, run_seconds = timed(train, jax.random.PRNGKey(seed))
     info = out["metrics"]
     done = np.asarray(info["returned_episode"])  # (updates, steps, envs)
