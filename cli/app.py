@@ -38,7 +38,7 @@ def root(
     """agentlab: stochastic Atari-style kernels (MinAtar rules x the STORI taxonomy) and more."""
 
 
-app.command("train")(train.train)
+app.add_typer(train.app, name="train")
 app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)
 app.command("render")(render.render)

@@ -1,4 +1,4 @@
-"""`agentlab train ALGORITHM`: train a policy on any kernel into a run directory."""
+"""`agentlab train ppo`: train a policy on any kernel into a run directory (one sub-command per learner)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ from agentlab.cli.common import (
 )
 from agentlab.errors import choices
 
-ALGORITHMS = ("ppo",)
+app = typer.Typer(
+    help="Train a learner into a run directory: `agentlab train ppo` (any kernel).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 FLAG_FIELDS = {"env": "env", "stochasticity": "stochasticity", "steps": "total_steps", "seeds": "seeds", "seed": "seed"}
 
 
@@ -73,10 +77,10 @@ def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path 
     return PPOConfig(**values).validate()
 
 
+@app.command("ppo")
 @handle_errors
-def train(
+def ppo(
     ctx: typer.Context,
-    algorithm: Annotated[str, typer.Argument(metavar="ALGORITHM", help="The learner: ppo.")],
     env: Annotated[str, typer.Option("--env", "-e", help="A kernel (see `agentlab envs`).")] = "breakout",
     stochasticity: Stochasticity = "plain",
     steps: Annotated[int, typer.Option("--steps", help="Environment steps per seed.")] = 1_000_000,
@@ -92,8 +96,6 @@ def train(
     """Train a policy (PPO) on a kernel: a run directory with config.json, metrics.parquet (one row per seed
     and update), summary.json, plots/learning_curve.png and checkpoints/ (npz, no pickle). --config takes
     a TOML file with any PPO field (num_envs, num_steps, lr, update_epochs, hidden = [64, 64], ...)."""
-    if algorithm not in ALGORITHMS:
-        fail(f"unknown algorithm {algorithm!r}: valid algorithms are {choices(ALGORITHMS)}")
     from agentlab import rundir
     from agentlab.rl import training
 

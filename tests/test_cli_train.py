@@ -119,7 +119,6 @@ def test_eval_of_an_atari_run_covers_the_default_grid(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "dqn"], "unknown algorithm 'dqn'"),
         (["train", "ppo", "--env", "pong"], "unknown kernel 'pong'"),
         (["train", "ppo", "--steps", "0"], "total_steps must be a positive integer"),
         (["train", "ppo", "--env", "catch", "--stochasticity", "action:p=0.3"], "catch has no stochasticity profiles"),
@@ -155,3 +154,14 @@ def test_console_script_usage_errors_are_one_line(args, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+def test_unknown_algorithm_is_one_line_from_the_console_script(monkeypatch, capsys):
+    from agentlab.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["agentlab", "train", "dqn"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "dqn" in lines[0] and "agentlab train --help" in lines[0], lines
