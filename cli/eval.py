@@ -164,12 +164,13 @@ def show(matrix, grid: list[str], run_dir: Path) -> None:
     from rich.table import Table
 
     names, values = _labels(matrix, grid)
-    table = Table(title="robustness: mean return (rows trained under, columns tested under)")
-    table.add_column("run (trained under)")
-    for spec in grid:
-        table.add_column(spec, overflow="fold")
-    for name, row in zip(names, values):
-        table.add_row(name, *(f"{v:.2f}" for v in row))
+    # One row per tested-under profile (long names read well down a column), one column per run.
+    table = Table(title="robustness: mean return (rows tested under, columns trained under)")
+    table.add_column("tested under")
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold")
+    for j, spec in enumerate(grid):
+        table.add_row(spec, *(f"{row[j]:.2f}" for row in values))
     console = Console(stderr=True)
     console.print(table)
     console.print(f"wrote {run_dir}")
