@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentlab import __version__
-from agentlab.cli import bench, envs, render, train
+from agentlab.cli import bench, envs, render, simulate, train, train_qlearn
 from agentlab.cli import eval as eval_command
 
 app = typer.Typer(
@@ -39,6 +39,8 @@ def root(
 
 
 app.add_typer(train.app, name="train")
+train.app.command("qlearn")(train_qlearn.qlearn)
+app.add_typer(simulate.app, name="simulate")
 app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)
 app.command("render")(render.render)

@@ -18,6 +18,10 @@ from agentlab.errors import UsageError, choices
 from agentlab.kernels.atari import GAMES, make_atari, with_stochasticity
 from agentlab.kernels.atari import describe as describe_atari
 from agentlab.kernels.environment import AutoReset, Environment
+from agentlab.kernels.markets.calvano import Calvano, calvano_params
+from agentlab.kernels.markets.calvano import describe as describe_calvano
+from agentlab.kernels.markets.crash import MarketCrash, default_crash_params, validate_crash_params
+from agentlab.kernels.markets.crash import describe as describe_crash
 from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
 from agentlab.kernels.spaces import Box, Discrete
@@ -45,11 +49,23 @@ def _make_point(max_steps: int | None = 20, speed: float = 0.25):
     return env, env.default_params().replace(max_steps=max_steps, speed=speed)
 
 
+def _make_calvano(firms: int = 2, prices: int = 15, max_steps: int | None = 100):
+    env = Calvano(num_firms=firms, num_prices=prices)
+    return env, calvano_params(firms, prices, max_steps=max_steps)
+
+
+def _make_crash(firms: int = 5, consumers: int = 50, dlc: int = 3, max_steps: int | None = 365):
+    env = MarketCrash(num_firms=firms, num_consumers=consumers)
+    return env, validate_crash_params(default_crash_params(dlc=dlc, max_steps=max_steps), firms)
+
+
 _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
     **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
     "coordination": (_make_coordination, describe_coordination),
     "catch": (_make_catch, describe_catch),
     "point": (_make_point, describe_point),
+    "calvano": (_make_calvano, describe_calvano),
+    "market-crash": (_make_crash, describe_crash),
 }
 _ATARI_OPTIONS = ("stochasticity", "max_steps", "full_action_set", "ramping")
 

@@ -1,0 +1,353 @@
+"""`agentlab simulate KERNEL`: many markets under a mix of scripted policies, scored by the Economic Alignment Score.
+
+    agentlab simulate market-crash --policies undercut:3,stabilise:2 --dlc 3 --markets 1024 --out DIR
+
+Each kernel plugs in through a small registry: a `Simulator` names its policy families (role -> valid policy names)
+and a ``run(request) -> SimulationResult`` function. A new kernel (say `grid-curtailment`) adds
+``register(Simulator(...))`` in its own module and this command's logic stays as it is.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail, handle_errors, print_json
+from agentlab.errors import choices
+
+app = typer.Typer(
+    help="Simulate markets under scripted policies and score them (Economic Alignment Score).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulateRequest:
+    """What the command hands a simulator (already parsed and checked for shape, not for kernel semantics)."""
+
+    policies: tuple[tuple[str, int], ...]  # the first role's mix (firms, sellers, ...), in order
+    buyers: tuple[tuple[str, int], ...]  # the second role's mix, if the kernel has one
+    dlc: int
+    markets: int
+    steps: int
+    seed: int
+    params: dict[str, float]  # numeric overrides of the kernel's params (--param key=value)
+
+
+@dataclasses.dataclass
+class SimulationResult:
+    metrics: Any  # polars DataFrame, tidy: seed, step, wall_seconds, ...
+    summary: dict
+    plots: dict[str, Any]  # file name -> matplotlib figure
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulator:
+    kernel: str
+    roles: tuple[tuple[str, tuple[str, ...]], ...]  # (role, valid policy names): first --policies, then --buyers
+    default_policies: str
+    default_buyers: str
+    run: Callable[[SimulateRequest], SimulationResult]
+    description: str = ""
+
+
+SIMULATORS: dict[str, Simulator] = {}
+
+
+def register(simulator: Simulator) -> Simulator:
+    SIMULATORS[simulator.kernel] = simulator
+    return simulator
+
+
+def parse_mix(text: str, valid: tuple[str, ...], option: str) -> tuple[tuple[str, int], ...]:
+    """``"undercut:3,stabilise:2"`` -> ``(("undercut", 3), ("stabilise", 2))``; a bare name counts 1."""
+    mix = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, _, count = part.partition(":")
+        if name not in valid:
+            fail(f"{option}: unknown policy {name!r}: valid policies are {choices(valid)}")
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            fail(f"{option} {text!r}: count {count!r} of {name!r} is not an integer")
+        if n < 0:
+            fail(f"{option} {text!r}: count of {name!r} must be >= 0, got {n}")
+        mix.append((name, n))
+    if sum(n for _, n in mix) < 1:
+        fail(f"{option} {text!r}: give at least one agent, e.g. {valid[0]}:3")
+    return tuple(mix)
+
+
+def parse_params(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep:
+            fail(f"--param {part!r}: expected key=value")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            fail(f"--param {part!r}: {value!r} is not a number")
+    return out
+
+
+def _command_for(simulator: Simulator) -> Callable[..., None]:
+    first_role, first_names = simulator.roles[0]
+    second = simulator.roles[1] if len(simulator.roles) > 1 else None
+
+    @handle_errors
+    def command(
+        policies: Annotated[
+            str, typer.Option("--policies", help=f"{first_role} policies, name:count,... from {', '.join(first_names)}")
+        ] = simulator.default_policies,
+        buyers: Annotated[
+            str,
+            typer.Option(
+                "--buyers",
+                help=(f"{second[0]} policies, name:count,... from {', '.join(second[1])}" if second else "(unused)"),
+            ),
+        ] = simulator.default_buyers,
+        dlc: Annotated[int, typer.Option("--dlc", help="Discovery limit: listings or firms each buyer compares.")] = 3,
+        markets: Annotated[int, typer.Option("--markets", help="Independent markets simulated at once.")] = 1024,
+        steps: Annotated[int, typer.Option("--steps", help="Days (steps) per market; 0: the kernel's default.")] = 0,
+        param: Annotated[str, typer.Option("--param", help="Numeric params overrides, e.g. shock_day=25.")] = "",
+        seed: Seed = 0,
+        out: Out = None,
+        force: Force = False,
+        json: Json = False,
+        quiet: Quiet = False,
+    ) -> None:
+        if markets < 1:
+            fail(f"--markets must be at least 1, got {markets}")
+        if steps < 0:
+            fail(f"--steps must be >= 0, got {steps}")
+        if dlc < 1:
+            fail(f"--dlc must be at least 1, got {dlc}")
+        request = SimulateRequest(
+            policies=parse_mix(policies, first_names, "--policies"),
+            buyers=parse_mix(buyers, second[1], "--buyers") if second else (),
+            dlc=dlc,
+            markets=markets,
+            steps=steps,
+            seed=seed,
+            params=parse_params(param),
+        )
+        execute(simulator, request, out, force, json, quiet)
+
+    command.__doc__ = simulator.description
+    return command
+
+
+def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, json: bool, quiet: bool) -> dict:
+    from agentlab import rundir
+
+    out = Path(out or default_out(f"simulate-{simulator.kernel}"))
+    rundir.prepare(out, force=force)
+    config = {"kernel": simulator.kernel, **dataclasses.asdict(request)}
+    rundir.write_config(out, f"agentlab simulate {simulator.kernel}", config)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn(f"simulate {simulator.kernel}"), TimeElapsedColumn(), disable=quiet) as p:
+        p.add_task("run", total=None)
+        result = simulator.run(request)
+    result.summary["wall_seconds"] = time.perf_counter() - started
+    rundir.write_parquet(out / "metrics.parquet", result.metrics)
+    rundir.write_json(out / "summary.json", result.summary)
+    for name, figure in result.plots.items():
+        rundir.save_figure(out / "plots" / name, figure)
+    if not quiet:
+        keys = [k for k in ("eas", "stability", "integrity", "welfare", "profitability") if k in result.summary]
+        typer.echo("  ".join(f"{k} {result.summary[k]:.3f}" for k in keys), err=True)
+        typer.echo(f"wrote {out}", err=True)
+    if json:
+        print_json(result.summary)
+    return result.summary
+
+
+def install(target: typer.Typer) -> None:
+    """Add one sub-command per registered simulator to `target` (this module's `app`)."""
+    for simulator in SIMULATORS.values():
+        target.command(simulator.kernel)(_command_for(simulator))
+
+
+# -- market-crash ------------------------------------------------------------------------------------------------
+
+
+def _expand(mix: tuple[tuple[str, int], ...], names: tuple[str, ...]) -> list[int]:
+    return [names.index(name) for name, count in mix for _ in range(count)]
+
+
+def _compile_and_run(fn, *args):
+    """``(result, compile_seconds, run_seconds)`` of a jitted function, blocking on the result."""
+    import jax
+
+    tick = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_seconds = time.perf_counter() - tick
+    tick = time.perf_counter()
+    result = jax.block_until_ready(compiled(*args))
+    return result, compile_seconds, time.perf_counter() - tick
+
+
+def run_crash(request: SimulateRequest) -> SimulationResult:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import polars as pl
+
+    from agentlab.kernels.markets.crash import (
+        FIRM_POLICIES,
+        crash_alignment,
+        default_crash_params,
+        simulate_crash,
+        validate_crash_params,
+    )
+
+    names = tuple(FIRM_POLICIES)
+    ids = _expand(request.policies, names)
+    firms = len(ids)
+    if request.dlc > firms:
+        fail(f"--dlc {request.dlc} is larger than the number of firms ({firms})")
+    base = default_crash_params()
+    fields = {f.name for f in dataclasses.fields(base)} - {"price_multipliers", "supply_fractions", "max_steps"}
+    for key in request.params:
+        if key not in fields:
+            fail(f"--param {key!r}: valid keys are {choices(sorted(fields))}")
+    overrides = {k: (int(v) if k in ("shock_day", "dlc") else v) for k, v in request.params.items()}
+    params = validate_crash_params(base.replace(dlc=request.dlc, **overrides), firms)
+    days = request.steps or 365
+    consumers = 50
+    policy_ids = jnp.asarray(ids, jnp.int32)
+    keys = jax.random.split(jax.random.key(request.seed), request.markets)
+    batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, consumers, days), in_axes=(0, None, None))
+    rows, compile_seconds, run_seconds = _compile_and_run(batched, keys, params, policy_ids)
+    rows = {k: np.asarray(v) for k, v in rows.items()}
+    score = crash_alignment(rows, params)
+
+    alive = rows["alive"].astype(np.float64)  # (M, T, F)
+    was_alive = np.concatenate([np.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)
+    frame = {
+        "seed": np.full(days, request.seed),
+        "step": np.arange(1, days + 1),
+        "wall_seconds": np.full(days, compile_seconds + run_seconds),
+        "alive_share": alive.mean(axis=(0, 2)),
+        "mean_price": _mean_active_price(rows["price"], was_alive),
+        "units_sold": rows["units_sold"].sum(axis=2).mean(axis=0),
+        "consumer_spend": rows["consumer_spend"].mean(axis=0),
+        "unit_cost": rows["unit_cost"].mean(axis=0),
+    }
+    for i in range(firms):
+        frame[f"price_firm{i}"] = rows["price"][:, :, i].mean(axis=0)
+        frame[f"cash_firm{i}"] = rows["cash"][:, :, i].mean(axis=0)
+        frame[f"alive_firm{i}"] = alive[:, :, i].mean(axis=0)
+    metrics = pl.DataFrame(frame)
+
+    summary: dict[str, Any] = {
+        "kernel": "market-crash",
+        "policies": ",".join(f"{n}:{c}" for n, c in request.policies),
+        "firms": firms,
+        "consumers": consumers,
+        "dlc": request.dlc,
+        "markets": request.markets,
+        "days": days,
+    }
+    for key in ("eas", "stability", "integrity", "welfare", "profitability", "bankruptcy_rate"):
+        summary[key] = float(score[key].mean())
+        summary[f"{key}_sd"] = float(score[key].std())
+    summary["collapse_rate"] = float(score["collapsed"].mean())
+    final_price = _mean_active_price(rows["price"], was_alive)
+    summary["stable_share"] = float(
+        np.mean((score["bankruptcy_rate"] < 0.5) & (_market_mean_price(rows, was_alive) >= rows["unit_cost"].mean(1)))
+    )
+    summary["final_mean_price"] = float(final_price[-1]) if np.isfinite(final_price[-1]) else None
+    for name in dict(request.policies):
+        members = [i for i, x in enumerate(ids) if names[x] == name]
+        summary[f"survival_{name}"] = float(alive[:, -1, members].mean())
+    summary["compile_seconds"] = compile_seconds
+    summary["market_steps_per_second"] = request.markets * days / run_seconds
+    summary["agent_steps_per_second"] = request.markets * days * firms / run_seconds
+
+    plots = {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in range(firms):
+        ax.plot(frame[f"price_firm{i}"], label=f"firm {i} ({names[ids[i]]})")
+    ax.plot(frame["unit_cost"], color="black", linestyle=":", label="unit cost")
+    ax.set_xlabel("day")
+    ax.set_ylabel("posted price (mean over markets)")
+    ax.legend(fontsize=7)
+    plots["price_paths.png"] = fig
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in range(firms):
+        ax.plot(frame[f"cash_firm{i}"], label=f"firm {i} ({names[ids[i]]})")
+    ax.set_xlabel("day")
+    ax.set_ylabel("cash (mean over markets)")
+    ax.legend(fontsize=7)
+    plots["cash_paths.png"] = fig
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in dict(request.policies):
+        members = [i for i, x in enumerate(ids) if names[x] == name]
+        ax.plot(alive[:, :, members].mean(axis=(0, 2)), label=name)
+    ax.plot(frame["alive_share"], color="black", linestyle="--", label="all firms")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("day")
+    ax.set_ylabel("share of firms alive")
+    ax.legend()
+    plots["survival.png"] = fig
+    plots["eas.png"] = _eas_figure(summary, f"market-crash {summary['policies']}, dlc {request.dlc}")
+    return SimulationResult(metrics=metrics, summary=summary, plots=plots)
+
+
+def _mean_active_price(price, was_alive):
+    import numpy as np
+
+    total = (price * was_alive).sum(axis=(0, 2))
+    count = was_alive.sum(axis=(0, 2))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _market_mean_price(rows, was_alive):
+    import numpy as np
+
+    total = (rows["price"] * was_alive).sum(axis=(1, 2))
+    return total / np.maximum(was_alive.sum(axis=(1, 2)), 1)
+
+
+def _eas_figure(summary: dict, title: str):
+    import matplotlib.pyplot as plt
+
+    parts = ["stability", "integrity", "welfare", "profitability", "eas"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(parts, [summary[p] for p in parts], yerr=[summary[f"{p}_sd"] for p in parts], color="tab:green")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("score (mean over markets, sd bars)")
+    return fig
+
+
+register(
+    Simulator(
+        kernel="market-crash",
+        roles=(("firm", ("undercut", "stabilise", "costplus", "random")),),
+        default_policies="undercut:3,stabilise:2",
+        default_buyers="",
+        run=run_crash,
+        description="Agent Bazaar's B2C crash market (5 firms, 50 consumers by default): price and cash paths, "
+        "survival curves, and the Economic Alignment Score. --param sets any numeric CrashParams field, e.g. "
+        "shock_day=25,shock_cost=10.",
+    )
+)
+
+from agentlab.cli import simulate_grid  # noqa: E402, F401 - registers grid-curtailment
+
+install(app)

@@ -1,0 +1,186 @@
+"""`market-crash`: money and goods conservation, bankruptcy, scripted policies, the EAS, and `agentlab simulate`."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from agentlab.cli.app import app
+from agentlab.kernels import make
+from agentlab.kernels.markets.crash import (
+    FIRM_POLICIES,
+    crash_alignment,
+    default_crash_params,
+    init_crash,
+    market_day,
+    scripted_actions,
+    simulate_crash,
+)
+
+FIRMS, CONSUMERS = 5, 50
+
+
+@functools.cache
+def day_fn():
+    return jax.jit(market_day)
+
+
+def run_days(key, params, policy_ids, days):
+    """Scripted firms, day by day, keeping every state and info (for the conservation checks)."""
+    state = init_crash(key, params, FIRMS, CONSUMERS)
+    policy = jax.jit(scripted_actions)
+    out = []
+    for _ in range(days):
+        key, k_pol, k_day = jax.random.split(key, 3)
+        price, units = policy(k_pol, state, params, jnp.asarray(policy_ids))
+        new, reward, terminated, info = day_fn()(k_day, state, price, units, params)
+        new = new.replace(time=state.time + 1)
+        out.append((state, new, reward, terminated, info))
+        state = new
+    return out
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    ids=st.lists(st.integers(0, len(FIRM_POLICIES) - 1), min_size=FIRMS, max_size=FIRMS),
+    dlc=st.integers(1, FIRMS),
+    overhead=st.floats(0.0, 20.0),
+    tax=st.floats(0.0, 0.2),
+)
+def test_money_and_goods_are_conserved_and_bankrupt_firms_never_trade(seed, ids, dlc, overhead, tax):
+    params = default_crash_params(dlc=dlc, overhead=overhead, tax_rate=tax, initial_cash=60.0)
+    seen_dead = np.zeros(FIRMS, bool)
+    for state, new, reward, terminated, info in run_days(jax.random.key(seed), params, ids, 25):
+        spend = float(jnp.sum(info["consumer_spend"]))
+        assert spend == pytest.approx(float(jnp.sum(info["revenue"])), rel=1e-4, abs=1e-4)  # paid == received
+        sold = np.asarray(info["units_sold"])
+        stock = np.asarray(state.inventory + info["units_bought"])
+        assert np.all(sold <= stock * (1 + 1e-5) + 1e-5)  # never more than the inventory
+        np.testing.assert_allclose(np.asarray(new.inventory), stock - sold, rtol=1e-5, atol=1e-4)
+        flows = info["revenue"] - info["purchase_cost"] - info["tax"] - info["fee"] - info["overhead"]
+        np.testing.assert_allclose(np.asarray(new.cash - state.cash), np.asarray(flows), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(np.asarray(reward), np.asarray(flows), rtol=1e-4, atol=1e-3)
+        assert np.all(np.asarray(info["purchase_cost"]) <= np.asarray(state.cash) * (1 + 1e-6) + 1e-6)
+        dead = seen_dead.copy()
+        assert np.all(sold[dead] == 0) and np.all(np.asarray(info["units_bought"])[dead] == 0)
+        seen_dead |= ~np.asarray(new.alive)
+        assert bool(terminated) == (not np.asarray(new.alive).any())
+
+
+def test_a_firm_without_revenue_dies_in_about_32_days():
+    params = default_crash_params(participation=0.0)
+    state = init_crash(jax.random.key(0), params, FIRMS, CONSUMERS)
+    for day in range(40):
+        state, _, _, info = day_fn()(jax.random.key(day), state, jnp.full(FIRMS, 1.5), jnp.zeros(FIRMS), params)
+        if not bool(state.alive[0]):
+            break
+    # Cash follows c -> 0.9 c - 2 from 500: below 2 / 0.9 after 31 days (Agent Bazaar: ~32).
+    assert day + 1 == 31
+
+
+def test_consumers_buy_from_the_cheapest_sampled_firm_with_dlc_all():
+    params = default_crash_params(dlc=FIRMS)
+    state = init_crash(jax.random.key(1), params, FIRMS, CONSUMERS)
+    state = state.replace(inventory=jnp.full(FIRMS, 1e4))
+    price = jnp.array([2.0, 1.1, 3.0, 1.5, 2.5])
+    _, _, _, info = day_fn()(jax.random.key(2), state, price, jnp.zeros(FIRMS), params)
+    sold = np.asarray(info["units_sold"])
+    assert sold[1] > 0 and np.all(np.delete(sold, 1) == 0)
+    expected = float(jnp.sum(jnp.where(info["shopped"], state.income, 0.0))) / 1.1
+    assert sold[1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_supply_shock_raises_unit_cost_from_its_day():
+    params = default_crash_params(shock_day=3, shock_cost=10.0)
+    rows = jax.jit(lambda k: simulate_crash(k, params, jnp.array([1, 1, 1, 1, 1]), CONSUMERS, 6))(jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(rows["unit_cost"]), [1, 1, 1, 10, 10, 10])
+    np.testing.assert_allclose(np.asarray(rows["price"])[4], 15.0)  # stabilise: 50% over the new cost
+
+
+@functools.cache
+def batched_simulation(days: int):
+    """One compiled batch simulation; policy ids and params are traced arguments."""
+    return jax.jit(jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, CONSUMERS, days), in_axes=(0, None, None)))
+
+
+def simulated(ids: tuple[int, ...], dlc: int, markets: int = 16, days: int = 120):
+    params = default_crash_params(dlc=dlc)
+    rows = batched_simulation(days)(jax.random.split(jax.random.key(0), markets), params, jnp.asarray(ids))
+    return {k: np.asarray(v) for k, v in rows.items()}, params
+
+
+def test_alignment_score_orders_a_price_war_below_stabilising_firms():
+    war, params = simulated((0, 0, 0, 0, 0), 3)
+    calm, _ = simulated((1, 1, 1, 1, 1), 3)
+    war_score, calm_score = crash_alignment(war, params), crash_alignment(calm, params)
+    for score in (war_score, calm_score):
+        for key in ("stability", "integrity", "welfare", "profitability", "eas"):
+            assert np.all((score[key] >= 0) & (score[key] <= 1)), key
+    np.testing.assert_allclose(calm_score["integrity"], 1.0, atol=1e-6)
+    assert np.all(calm_score["bankruptcy_rate"] == 0)
+    assert war_score["integrity"].mean() < 0.9  # the undercutters sell below cost
+    assert war_score["eas"].mean() < calm_score["eas"].mean()
+
+
+@pytest.mark.slow
+def test_vmap_over_markets_equals_a_loop():
+    params = default_crash_params()
+    ids = jnp.array([0, 1, 2, 3, 0])
+    one = jax.jit(lambda k: simulate_crash(k, params, ids, CONSUMERS, 10))
+    keys = jax.random.split(jax.random.key(5), 3)
+    batched = jax.jit(jax.vmap(lambda k: simulate_crash(k, params, ids, CONSUMERS, 10)))(keys)
+    for lane in range(3):
+        alone = one(keys[lane])
+        for name in batched:
+            np.testing.assert_array_equal(np.asarray(batched[name])[lane], np.asarray(alone[name]))
+
+
+def test_registered_kernel_decodes_discrete_actions():
+    env, params = make("market-crash", auto_reset=False)
+    obs, state = env.reset(jax.random.key(0), params)
+    action = jnp.full(env.num_agents, 4 * env.num_supply + 2)  # multiplier 1.5, 10% of cash
+    _, new, reward, _, _, info = env.step(jax.random.key(1), state, action, params)
+    np.testing.assert_allclose(np.asarray(info["price"]), 1.5)
+    np.testing.assert_allclose(np.asarray(info["units_bought"]), 50.0)
+    assert obs.shape == (5, 10)
+
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_simulate_writes_paths_survival_and_the_score(tmp_path):
+    out = tmp_path / "sim"
+    args = ["simulate", "market-crash", "--policies", "undercut:3,stabilise:2", "--markets", "8", "--steps", "60"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.stdout)
+    assert 0 <= summary["eas"] <= 1 and summary["firms"] == 5
+    for name in ("metrics.parquet", "plots/price_paths.png", "plots/cash_paths.png", "plots/survival.png"):
+        assert (out / name).exists()
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 2  # no overwrite without --force
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--policies", "undercut:3,greedy:2"], "unknown policy"),
+        (["--policies", "undercut:2", "--dlc", "3"], "larger than the number of firms"),
+        (["--markets", "0"], "--markets"),
+        (["--param", "unit_cost=-1"], "unit_cost"),
+        (["--param", "volume=3"], "valid keys"),
+    ],
+)
+def test_simulate_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, ["simulate", "market-crash", *args, "--out", str(tmp_path / "x"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
