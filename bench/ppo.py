@@ -4,12 +4,22 @@
     python -m agentlab.bench.ppo --purejaxrl PATH/TO/purejaxrl --seeds 4 --out ...    # side by side
 
 PureJaxRL is not a dependency: point ``--purejaxrl`` at a checkout of github.com/luchris429/purejaxrl
-(its ``purejaxrl/ppo.py`` needs gymnax and distrax). Both learners run PureJaxRL's MinAtar settings
-(64 envs x 128 steps, 4 epochs x 8 minibatches, lr 5e-3 annealed, relu 64x64 actor and critic) for
-`--steps` environment steps on Breakout (gymnax's port for PureJaxRL, agentlab's kernel with the same
-1000-step time limit for agentlab), each seed jitted end to end as one call; compile and run seconds
-are measured separately and every result is blocked on. A row per learner and seed goes to
-``metrics.parquet``; ``summary.json`` has the throughput ratio and the mean returns.
+(its ``purejaxrl/ppo.py`` needs gymnax and distrax). Three learners per seed, round-robin so that a
+machine that speeds up or slows down affects them alike:
+
+- ``purejaxrl``: PureJaxRL's PPO with its MinAtar settings (64 envs x 128 steps, 4 epochs x 8
+  minibatches, lr 5e-3 annealed, separate relu 64x64 actor and critic, entropy 0.01) on gymnax's
+  Breakout-MinAtar for `--steps` steps;
+- ``agentlab-purejaxrl``: agentlab's PPO with exactly those settings (`PUREJAXRL_SETTINGS`) on
+  agentlab's `breakout` with the same 1000-step time limit, for `--steps` steps (goal a: throughput
+  ratio >= 1 and the same return);
+- ``agentlab-default``: agentlab's default PPO configuration (`PPOConfig()`) on `breakout` for its
+  default `total_steps` (goal b: mean return >= 27 over the seeds in at most 2/3 of PureJaxRL's wall
+  time, compile included).
+
+Each run is jitted end to end as one call; compile and run seconds are measured separately and every
+result is blocked on. The return of a run is the mean episode return over its last 5% of updates. A
+row per learner and seed goes to ``metrics.parquet``; ``summary.json`` has the ratios and returns.
 """
 
 from __future__ import annotations
@@ -59,14 +69,42 @@ def final_return(returns: np.ndarray, fraction: float = 0.05) -> float:
     return float(np.nanmean(returns[-window:]))
 
 
-def run_agentlab(steps: int, seed: int, **overrides) -> dict:
+#: PureJaxRL's MinAtar settings as agentlab PPOConfig fields (agentlab's defaults differ).
+PUREJAXRL_SETTINGS = {
+    "num_envs": 64,
+    "num_steps": 128,
+    "update_epochs": 4,
+    "num_minibatches": 8,
+    "lr": 5e-3,
+    "anneal_lr": True,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_eps": 0.2,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "hidden": (64, 64),
+    "activation": "relu",
+    "shared_trunk": False,
+}
+
+
+def run_agentlab(steps: int | None, seed: int, **overrides) -> dict:
+    """One seed of agentlab's PPO on breakout (1000-step time limit); `steps=None`: the config's own."""
     from agentlab.rl.ppo import PPO, PPOConfig
 
-    config = PPOConfig(env="breakout", total_steps=steps, max_episode_steps=1000, updates_per_chunk=1, **overrides)
+    if steps is not None:
+        overrides["total_steps"] = steps
+    config = PPOConfig(env="breakout", max_episode_steps=1000, updates_per_chunk=1, **overrides)
     learner = PPO(config)
     (_, metrics), compile_seconds, run_seconds = timed(lambda k: learner.train(k), jax.random.PRNGKey(seed))
     returns = np.asarray(metrics["episode_return"])
-    return {"compile_seconds": compile_seconds, "run_seconds": run_seconds, "final_return": final_return(returns)}
+    return {
+        "steps": config.num_updates * config.batch_size,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
+        "final_return": final_return(returns),
+    }
 
 
 class FiveTupleStep:
@@ -99,7 +137,39 @@ def run_purejaxrl(path: Path, steps: int, seed: int) -> dict:
     done = np.asarray(info["returned_episode"])  # (updates, steps, envs)
     returns = np.asarray(info["returned_episode_returns"])
     per_update = np.array([r[d].mean() if d.any() else np.nan for r, d in zip(returns, done)])
-    return {"compile_seconds": compile_seconds, "run_seconds": run_seconds, "final_return": final_return(per_update)}
+    return {
+        "steps": steps,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
+        "final_return": final_return(per_update),
+    }
+
+
+def summarise(frame, steps: int, seeds: int) -> dict:
+    """Medians of speed and wall time, mean returns, and the two goals' ratios."""
+    import polars as pl
+
+    summary: dict = {"steps": steps, "seeds": seeds}
+    for name in ("purejaxrl", "agentlab-purejaxrl", "agentlab-default"):
+        part = frame.filter(pl.col("learner") == name)
+        if part.height:
+            key = name.replace("-", "_")
+            summary[key] = {
+                "steps": int(part["steps"][0]),
+                "steps_per_second": statistics.median(part["steps_per_second"].to_list()),
+                "compile_seconds": statistics.median(part["compile_seconds"].to_list()),
+                "wall_seconds": statistics.median(part["wall_seconds"].to_list()),
+                "mean_return": float(np.nanmean(part["final_return"].to_numpy())),
+                "returns_by_seed": part["final_return"].to_list(),
+            }
+    if "purejaxrl" in summary:
+        reference = summary["purejaxrl"]
+        same = summary["agentlab_purejaxrl"]
+        default = summary["agentlab_default"]
+        summary["goal_a_throughput_ratio"] = same["steps_per_second"] / reference["steps_per_second"]
+        summary["goal_b_wall_ratio"] = default["wall_seconds"] / reference["wall_seconds"]
+        summary["goal_b_met"] = bool(summary["goal_b_wall_ratio"] <= 2 / 3 and default["mean_return"] >= 27)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -120,35 +190,28 @@ def main(argv: list[str] | None = None) -> dict:
     )
     rows = []
     started = time.perf_counter()
-    for seed in range(args.seeds):  # alternate the learners so that machine drift affects both
-        learners = [("agentlab", lambda s: run_agentlab(args.steps, s))]
-        if args.purejaxrl is not None:
-            learners.append(("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
+    learners = [
+        ("agentlab-purejaxrl", lambda s: run_agentlab(args.steps, s, **PUREJAXRL_SETTINGS)),
+        ("agentlab-default", lambda s: run_agentlab(None, s)),
+    ]
+    if args.purejaxrl is not None:
+        learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
+    for seed in range(args.seeds):  # round-robin: machine drift affects every learner alike
         for name, run in learners:
             result = run(seed)
             rows.append(
                 {
                     "learner": name,
                     "seed": seed,
-                    "step": args.steps,
                     **result,
-                    "steps_per_second": args.steps / result["run_seconds"],
-                    "wall_seconds": time.perf_counter() - started,
+                    "wall_seconds": result["compile_seconds"] + result["run_seconds"],
+                    "steps_per_second": result["steps"] / result["run_seconds"],
+                    "elapsed_seconds": time.perf_counter() - started,
                 }
             )
             print(rows[-1], file=sys.stderr, flush=True)
             rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
-    frame = pl.DataFrame(rows)
-    summary: dict = {"steps": args.steps, "seeds": args.seeds}
-    for name in ("agentlab", "purejaxrl"):
-        part = frame.filter(pl.col("learner") == name)
-        if part.height:
-            summary[f"{name}_steps_per_second"] = statistics.median(part["steps_per_second"].to_list())
-            summary[f"{name}_compile_seconds"] = statistics.median(part["compile_seconds"].to_list())
-            summary[f"{name}_mean_return"] = float(np.nanmean(part["final_return"].to_numpy()))
-            summary[f"{name}_returns_by_seed"] = part["final_return"].to_list()
-    if "purejaxrl_steps_per_second" in summary:
-        summary["throughput_ratio"] = summary["agentlab_steps_per_second"] / summary["purejaxrl_steps_per_second"]
+    summary = summarise(pl.DataFrame(rows), args.steps, args.seeds)
     rundir.write_json(run_dir / "summary.json", summary)
     print(summary)
     return summary
