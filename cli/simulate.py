@@ -53,13 +53,20 @@ class Simulator:
     default_buyers: str
     run: Callable[[SimulateRequest], SimulationResult]
     description: str = ""
+    # Checks a request's kernel semantics (raise `UsageError`) before the run directory is created.
+    validate: Callable[[SimulateRequest], None] | None = None
+    headline: tuple[str, ...] = ("eas", "stability", "integrity", "welfare", "profitability")  # summary keys printed
 
 
 SIMULATORS: dict[str, Simulator] = {}
+_INSTALLED = False
 
 
 def register(simulator: Simulator) -> Simulator:
+    """Add a simulator; after `install` (a plug-in module imported first) its sub-command is added at once."""
     SIMULATORS[simulator.kernel] = simulator
+    if _INSTALLED:
+        app.command(simulator.kernel)(_command_for(simulator))
     return simulator
 
 
@@ -147,6 +154,8 @@ def _command_for(simulator: Simulator) -> Callable[..., None]:
 def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, json: bool, quiet: bool) -> dict:
     from agentlab import rundir
 
+    if simulator.validate is not None:
+        simulator.validate(request)  # bad input: one line, nothing written
     out = Path(out or default_out(f"simulate-{simulator.kernel}"))
     rundir.prepare(out, force=force)
     config = {"kernel": simulator.kernel, **dataclasses.asdict(request)}
@@ -163,7 +172,7 @@ def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, js
     for name, figure in result.plots.items():
         rundir.save_figure(out / "plots" / name, figure)
     if not quiet:
-        keys = [k for k in ("eas", "stability", "integrity", "welfare", "profitability") if k in result.summary]
+        keys = [k for k in simulator.headline if k in result.summary]
         typer.echo("  ".join(f"{k} {result.summary[k]:.3f}" for k in keys), err=True)
         typer.echo(f"wrote {out}", err=True)
     if json:
@@ -173,8 +182,10 @@ def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, js
 
 def install(target: typer.Typer) -> None:
     """Add one sub-command per registered simulator to `target` (this module's `app`)."""
+    global _INSTALLED
     for simulator in SIMULATORS.values():
         target.command(simulator.kernel)(_command_for(simulator))
+    _INSTALLED = True
 
 
 # -- market-crash ------------------------------------------------------------------------------------------------
@@ -348,6 +359,7 @@ register(
     )
 )
 
-from agentlab.cli import simulate_grid  # noqa: E402, F401 - registers grid-curtailment
+# Plug-ins: each module registers its kernel's simulator.
+from agentlab.cli import simulate_grid, simulate_lemons  # noqa: E402, F401
 
 install(app)

@@ -18,10 +18,14 @@ from agentlab.errors import UsageError, choices
 from agentlab.kernels.atari import GAMES, make_atari, with_stochasticity
 from agentlab.kernels.atari import describe as describe_atari
 from agentlab.kernels.environment import AutoReset, Environment
+from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params, validate_grid_params
+from agentlab.kernels.grid.curtailment import describe as describe_grid
 from agentlab.kernels.markets.calvano import Calvano, calvano_params
 from agentlab.kernels.markets.calvano import describe as describe_calvano
 from agentlab.kernels.markets.crash import MarketCrash, default_crash_params, validate_crash_params
 from agentlab.kernels.markets.crash import describe as describe_crash
+from agentlab.kernels.markets.lemons import MarketLemons, default_lemons_params, validate_lemons_params
+from agentlab.kernels.markets.lemons import describe as describe_lemons
 from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
 from agentlab.kernels.spaces import Box, Discrete
@@ -59,13 +63,26 @@ def _make_crash(firms: int = 5, consumers: int = 50, dlc: int = 3, max_steps: in
     return env, validate_crash_params(default_crash_params(dlc=dlc, max_steps=max_steps), firms)
 
 
+def _make_lemons(sellers: int = 12, sybils: int = 3, buyers: int = 12, dlc: int = 3, max_steps: int | None = 50):
+    env = MarketLemons(num_sellers=sellers, num_buyers=buyers, view_size=max(1, min(dlc, sellers)))
+    params = default_lemons_params(num_sybil=sybils, dlc=dlc, max_steps=max_steps)
+    return env, validate_lemons_params(params, sellers)
+
+
+def _make_grid(num_agents: int = 5, deadline: int = 6, substeps: int = 600, max_steps: int | None = None):
+    env = GridCurtailment(num_agents=num_agents, substeps=substeps)
+    return env, validate_grid_params(default_grid_params(deadline=deadline, max_steps=max_steps))
+
+
 _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
     **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
     "coordination": (_make_coordination, describe_coordination),
     "catch": (_make_catch, describe_catch),
     "point": (_make_point, describe_point),
+    "grid-curtailment": (_make_grid, describe_grid),
     "calvano": (_make_calvano, describe_calvano),
     "market-crash": (_make_crash, describe_crash),
+    "market-lemons": (_make_lemons, describe_lemons),
 }
 _ATARI_OPTIONS = ("stochasticity", "max_steps", "full_action_set", "ramping")
 

@@ -155,6 +155,7 @@ class Transition:
     finished_return: jax.Array  # return of an episode that ended at this step, else 0
     finished_length: jax.Array
     finished: jax.Array  # bool (num_envs,)
+    episode_metrics: dict  # a kernel's info["episode_metrics"] (name -> (num_envs,)), or {} where it has none
 
 
 def gae(
@@ -292,6 +293,7 @@ class PPO:
                 finished_return=jnp.where(per_agent(done), episode_return, 0.0),
                 finished_length=jnp.where(done, episode_length, 0),
                 finished=done,
+                episode_metrics=info.get("episode_metrics", {}),
             )
             state = state.replace(
                 env_state=env_state,
@@ -386,6 +388,13 @@ class PPO:
             "episodes": finished,
             "learning_rate": self.schedule(state.update * self.steps_per_update),
             **jax.tree.map(jnp.mean, info),
+            # A kernel's per-episode outcome metrics (e.g. grid-curtailment's), averaged over finished episodes.
+            **{
+                f"episode/{name}": jnp.where(
+                    finished > 0, jnp.where(traj.finished, value.astype(jnp.float32), 0.0).sum() / episodes, jnp.nan
+                )
+                for name, value in traj.episode_metrics.items()
+            },
         }
         state = state.replace(params=params, opt_state=opt_state, key=key, update=state.update + 1)
         return state, metrics

@@ -119,6 +119,11 @@ def train(
                         "wall_seconds": wall,
                         "steps_per_second": config.updates_per_chunk * config.batch_size / elapsed,
                         **{name: float(metrics[name][seed, j]) for name in METRIC_COLUMNS},
+                        **{  # a kernel's outcome metrics (info["episode_metrics"]), e.g. grid-curtailment's
+                            name: float(value[seed, j])
+                            for name, value in metrics.items()
+                            if name.startswith("episode/")
+                        },
                     }
                 )
         update += config.updates_per_chunk
@@ -150,21 +155,30 @@ def train(
     return summary
 
 
+def _window(frame, fraction: float = 0.1) -> int:
+    """The number of final updates summarised: `fraction` of them, at least one."""
+    return max(1, int(round(fraction * (frame["update"].max() + 1))))
+
+
 def final_returns(frame, config: PPOConfig, fraction: float = 0.1):
     """Per seed, the mean episode return over the last `fraction` of updates (at least one)."""
     import polars as pl
 
-    last = frame["update"].max()
-    window = max(1, int(round(fraction * (last + 1))))
-    recent = frame.filter(pl.col("update") > last - window)
+    recent = frame.filter(pl.col("update") > frame["update"].max() - _window(frame, fraction))
     return recent.group_by("seed").agg(pl.col("episode_return").fill_nan(None).mean()).sort("seed")
 
 
 def summarise(frame, config: PPOConfig, compile_seconds: float, run_seconds: float, wall: float) -> dict[str, Any]:
+    import polars as pl
+
     per_seed = final_returns(frame, config)
     returns = [r for r in per_seed["episode_return"].to_list() if r is not None]
     steps = int(frame["step"].max()) if frame.height else 0
     rate = float(frame["steps_per_second"].median()) if frame.height else 0.0
+    recent = frame.filter(pl.col("update") > frame["update"].max() - _window(frame)) if frame.height else frame
+    outcome = {  # a kernel's outcome metrics over the same final window as the returns
+        name: float(np.nanmean(recent[name].to_numpy())) for name in frame.columns if name.startswith("episode/")
+    }
     return {
         "algorithm": "ppo",
         "env": config.env,
@@ -179,6 +193,7 @@ def summarise(frame, config: PPOConfig, compile_seconds: float, run_seconds: flo
         "compile_seconds": compile_seconds,
         "train_seconds": run_seconds,
         "wall_seconds": wall,
+        **outcome,
     }
 
 

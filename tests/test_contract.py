@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from agentlab.kernels import make, registered_kernels
 from agentlab.kernels.environment import RESET_STREAM, derive_key
+from agentlab.kernels.spaces import Discrete
 from agentlab.rl.rollout import random_rollout
 
 from conftest import ATARI, compiled, compiled_rollout
@@ -53,7 +54,9 @@ def test_step_outputs_match_spaces_dtypes_and_compile_once(name):
     if env.multi_agent:
         assert obs.shape == (env.num_agents, obs.shape[1]) and obs.dtype == jnp.float32
         assert reward.shape == (env.num_agents,) and len(env.roles) == env.num_agents
-        assert info["action_mask"].shape == (env.num_agents, env.num_actions)
+        space = env.action_space(params)
+        width = space.n if isinstance(space, Discrete) else space.shape[-1]  # options, or action dimensions
+        assert info["action_mask"].shape == (env.num_agents, width)
     else:
         assert reward.shape == ()
     if name in ATARI:

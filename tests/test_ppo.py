@@ -163,3 +163,18 @@ def test_checkpoint_refuses_another_configuration(tmp_path):
     other = PPO(PPOConfig(env="catch", num_envs=4, num_steps=16, num_minibatches=2, total_steps=4 * 16 * 2))
     with pytest.raises(UsageError, match="this configuration needs"):
         checkpoint.load(tmp_path / "run" / training.CHECKPOINT, other.init_seeds(seed_keys(other.config)))
+
+
+def test_a_kernels_episode_metrics_are_averaged_over_finished_episodes():
+    """grid-curtailment reports its outcome per finished episode in info["episode_metrics"]; PPO's
+    per-update metrics carry their means, and the three outcome indicators' means (rates) sum to 1."""
+    config = PPOConfig(
+        env="grid-curtailment", total_steps=8 * 16 * 2, num_envs=8, num_steps=16, num_minibatches=2, updates_per_chunk=2
+    )
+    learner = PPO(config)
+    _, metrics = jax.jit(learner.train)(jax.random.PRNGKey(0))
+    assert int(np.asarray(metrics["episodes"]).sum()) > 0  # deadline 6 rounds: episodes end within 16 steps
+    rates = sum(np.asarray(metrics[f"episode/{k}"]) for k in ("compromise", "authority_decision", "automatic_shedding"))
+    np.testing.assert_allclose(rates, 1.0, rtol=1e-5)
+    rounds = np.asarray(metrics["episode/rounds"])
+    assert ((rounds >= 1) & (rounds <= 6)).all(), rounds

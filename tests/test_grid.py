@@ -1,0 +1,368 @@
+"""grid-curtailment: swing physics, relays, energy accounting, the authority, policies, metrics and bad input."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentlab.errors import UsageError
+from agentlab.kernels import make
+from agentlab.kernels.grid.curtailment import (
+    AUTHORITY,
+    AUTOMATIC,
+    COMPROMISE,
+    GridCurtailment,
+    clear_offers,
+    default_grid_params,
+    gini,
+    relay_stage,
+    round_physics,
+    swing_step,
+    validate_grid_params,
+)
+from agentlab.kernels.grid.metrics import aggregate, offer_entropy
+from agentlab.kernels.grid.policies import PolicyParams, policy_ids, simulate_events
+
+ROUNDS = 8  # static episode length of the jitted episode (>= every deadline drawn here)
+
+
+@functools.cache
+def _iterate_swing():
+    def run(df0, u, n, params):
+        return jax.lax.fori_loop(0, n, lambda _, df: swing_step(df, u, 0.1, params)[0], df0)
+
+    return jax.jit(run)
+
+
+@functools.cache
+def _physics(substeps: int = 600):
+    return jax.jit(functools.partial(round_physics, substeps=substeps))
+
+
+@functools.cache
+def _episode():
+    """A jitted whole event: ``(key, params, actions (ROUNDS, 5, 2)) -> (states per round, rewards, terminated)``;
+    an event stops changing after it terminates."""
+    env = GridCurtailment()
+
+    def run(key, params, actions):
+        state = env.init(key, params)
+
+        def body(carry, action):
+            state, done = carry
+            _, new, reward, terminated, _, _ = env.step(key, state, action, params)
+            state = jax.tree.map(lambda a, b: jnp.where(done, b, a), new, state)
+            return (state, done | terminated), (state, jnp.where(done, 0.0, reward), terminated & ~done)
+
+        _, out = jax.lax.scan(body, (state, jnp.asarray(False)), actions)
+        return out
+
+    return jax.jit(run)
+
+
+@functools.cache
+def _simulate(events: int = 64):
+    env = GridCurtailment()
+    return jax.jit(lambda key, p, ids, pp: simulate_events(key, env, p, ids, pp, events, ROUNDS))
+
+
+def _closed_form(df0, u, t, params):
+    two_h = 2 * params.inertia_h
+    k = params.damping + params.governor_share / params.droop
+    if k == 0:
+        return df0 - u * params.nominal_hz * t / two_h
+    ss = -u * params.nominal_hz / k
+    return ss + (df0 - ss) * np.exp(-k * t / two_h)
+
+
+# -- physics -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damping,governor_share", [(1.0, 0.05), (2.0, 0.0), (0.0, 0.0)])
+def test_swing_step_matches_the_closed_form_of_the_linear_ode(damping, governor_share):
+    params = default_grid_params(damping=damping, governor_share=governor_share, inertia_h=5.0)
+    run = _iterate_swing()
+    for df0, u in [(0.0, 0.08), (-0.3, 0.02), (-1.0, -0.01)]:
+        for n in (1, 10, 137, 600):
+            got = float(run(jnp.float32(df0), jnp.float32(u), n, params))
+            want = _closed_form(df0, u, 0.1 * n, params)
+            assert got == pytest.approx(want, rel=2e-5, abs=2e-5), (df0, u, n)
+    # The initial rate of change of frequency is -u f0 / 2H (reference).
+    first = float(run(jnp.float32(0.0), jnp.float32(0.1), 1, params)) / 0.1
+    assert first == pytest.approx(-0.1 * 60.0 / 10.0, rel=0.06)
+
+
+def test_swing_integral_matches_the_closed_form():
+    params = default_grid_params(inertia_h=6.0)
+    df, integral = swing_step(jnp.float32(-0.2), jnp.float32(0.05), 60.0, params)
+    ts = np.linspace(0.0, 60.0, 600_001)
+    values = _closed_form(-0.2, 0.05, ts, params)
+    trapezoid = float(np.sum((values[1:] + values[:-1]) / 2) * (ts[1] - ts[0]))
+    assert float(integral) == pytest.approx(trapezoid, rel=1e-4)
+    assert float(df) == pytest.approx(values[-1], rel=1e-5)
+
+
+def test_relays_trip_exactly_at_their_thresholds():
+    thresholds = jnp.asarray([59.3, 58.9, 58.5], jnp.float32)
+    for k, hz in enumerate(np.asarray(thresholds)):
+        at = jnp.float32(hz)
+        above = jnp.float32(np.nextafter(np.float32(hz), np.float32(100)))
+        below = jnp.float32(np.nextafter(np.float32(hz), np.float32(0)))
+        assert int(relay_stage(at, thresholds)) == k + 1
+        assert int(relay_stage(above, thresholds)) == k
+        assert int(relay_stage(below, thresholds)) == k + 1
+    assert int(relay_stage(jnp.float32(60.0), thresholds)) == 0
+    assert int(relay_stage(jnp.float32(50.0), thresholds)) == 3
+
+
+def test_relays_act_only_below_their_threshold_and_latch():
+    params = default_grid_params()
+    physics = _physics()
+    demand = 10_000.0
+    k = params.damping + params.governor_share / params.droop  # 2.0: steady state -u f0 / K
+    # Deficit with a steady state just above 59.3 Hz: no relay, and the frequency settles there.
+    u_safe = 0.69 / 60.0 * k
+    out = physics(0.0, 0.0, 0, u_safe * demand, 0.0, demand, params)
+    assert int(out.stage) == 0 and float(out.min_df_hz) > -0.7
+    assert float(out.df_hz) == pytest.approx(-0.69, abs=1e-3)
+    # Steady state below 59.3 Hz: stage 1 trips and sheds 5%, more than the deficit, so the frequency recovers above
+    # the threshold while the relay stays tripped.
+    u_trip = 0.03
+    out = physics(0.0, 0.0, 0, u_trip * demand, 0.0, demand, params)
+    assert int(out.stage) == 1
+    assert float(out.min_df_hz) <= -0.7 + 1e-6 and float(out.min_df_hz) > -0.7 - 0.01
+    assert float(out.df_hz) > -0.7
+    # Reserves that outlast the round hold the frequency: no deviation and no relay.
+    out = physics(0.0, 1e6, 0, 0.1 * demand, 0.0, demand, params)
+    assert float(out.max_abs_df_hz) == 0.0 and int(out.stage) == 0
+    assert float(out.reserve_used_mwh) == pytest.approx(1000.0 * 60 / 3600, rel=1e-5)
+
+
+def test_round_energy_balance_changes_kinetic_energy():
+    params = default_grid_params()
+    demand, loss, curtailed, reserve = 10_000.0, 900.0, 200.0, 3.0
+    out = _physics()(0.0, reserve, 0, loss, curtailed, demand, params)
+    hours = 60.0 / 3600.0
+    served = (demand - curtailed) * (hours - float(out.shed_share_h))
+    generated = (demand - loss) * hours + float(out.reserve_used_mwh) + float(out.governor_mwh)
+    consumed = served - float(out.damping_mwh)
+    kinetic = 2 * params.inertia_h * demand * float(out.df_hz) / params.nominal_hz / 3600.0
+    assert float(out.reserve_used_mwh) == pytest.approx(reserve, rel=1e-5)  # spent within the round
+    assert int(out.stage) >= 1 and float(out.damping_mwh) > 0 and float(out.governor_mwh) > 0
+    assert generated - consumed == pytest.approx(kinetic, abs=2e-3)
+
+
+# -- the authority and the kernel ------------------------------------------------------------------------------------
+
+
+def test_authority_accepts_the_cheapest_covering_offers():
+    offered = jnp.asarray([100.0, 300.0, 200.0, 50.0])
+    ask = jnp.asarray([0.9, 0.1, 0.5, 0.1])
+    np.testing.assert_allclose(np.asarray(clear_offers(offered, ask, jnp.float32(420.0))), [0, 300, 70, 50])
+    np.testing.assert_allclose(np.asarray(clear_offers(offered, ask, jnp.float32(1e4))), offered)
+
+
+def _actions(offers, asks):
+    return jnp.stack([jnp.asarray(offers, jnp.float32), jnp.asarray(asks, jnp.float32)], axis=-1)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shortfall=st.floats(0.01, 0.6),
+    surplus=st.floats(1.0, 3.0),
+    asks=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5),
+)
+def test_a_covered_shortfall_never_triggers_imposed_shedding(seed, shortfall, surplus, asks):
+    params = default_grid_params(shortfall_min=shortfall, shortfall_max=shortfall)
+    offers = np.full((ROUNDS, 5), min(1.0, shortfall * surplus), np.float32)
+    states, rewards, ended = _episode()(jax.random.key(seed), params, _actions(offers, np.tile(asks, (ROUNDS, 1))))
+    final = jax.tree.map(lambda x: np.asarray(x)[-1], states)
+    assert int(final.outcome) == COMPROMISE and int(final.time) == 1
+    assert float(final.shed_mwh.sum()) == 0.0 and float(final.imposed_mwh.sum()) == 0.0
+    assert float(final.accepted_mw.sum()) == pytest.approx(float(final.loss_mw), rel=1e-5)
+    assert float(final.max_abs_df_hz) == 0.0
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shortfall=st.floats(0.0, 0.4),
+    deadline=st.integers(1, ROUNDS),
+    inertia=st.floats(2.0, 9.0),
+    damping=st.floats(0.0, 2.0),
+    reserve=st.floats(0.0, 0.01),
+    offers=st.lists(st.floats(0.0, 0.2), min_size=ROUNDS * 5, max_size=ROUNDS * 5),
+)
+def test_random_events_conserve_energy_and_end_by_the_deadline(
+    seed, shortfall, deadline, inertia, damping, reserve, offers
+):
+    params = validate_grid_params(
+        default_grid_params(
+            shortfall_min=shortfall * 0.5,
+            shortfall_max=shortfall,
+            deadline=deadline,
+            inertia_h=inertia,
+            damping=damping,
+            reserve_energy_h=reserve,
+        )
+    )
+    actions = _actions(np.reshape(offers, (ROUNDS, 5)), np.full((ROUNDS, 5), 0.5))
+    states, rewards, ended = _episode()(jax.random.key(seed), params, actions)
+    final = jax.tree.map(lambda x: np.asarray(x, np.float64)[-1], states)
+    ended = np.asarray(ended)
+    assert ended.sum() == 1 and np.argmax(ended) < deadline
+    assert int(final.outcome) in (COMPROMISE, AUTHORITY, AUTOMATIC)
+    demanded = final.load_mw * final.elapsed_h
+    np.testing.assert_allclose(final.served_mwh + final.curtailed_mwh + final.shed_mwh, demanded, rtol=2e-5)
+    assert np.all(final.served_mwh >= -1e-3) and np.all(np.isfinite(np.asarray(rewards)))
+    if int(final.outcome) == AUTHORITY:  # imposed pro-rata: every participant loses the same share of its load
+        assert float(gini(jnp.asarray(final.imposed_mwh / final.load_mw))) < 1e-5
+        assert final.imposed_mwh.sum() == pytest.approx(final.loss_mw * params.settlement_hours, rel=1e-4)
+    if int(final.outcome) != AUTOMATIC:
+        assert final.stage == 0
+
+
+def test_same_key_same_event_and_keys_matter():
+    params = default_grid_params()
+    actions = _actions(np.full((ROUNDS, 5), 0.01), np.full((ROUNDS, 5), 0.3))
+    a = _episode()(jax.random.key(7), params, actions)
+    b = _episode()(jax.random.key(7), params, actions)
+    c = _episode()(jax.random.key(8), params, actions)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert float(a[0].loss_mw[0]) != float(c[0].loss_mw[0])
+
+
+def test_deadline_without_cover_is_an_authority_decision_in_that_round():
+    params = default_grid_params(shortfall_min=0.04, shortfall_max=0.04, deadline=3, reserve_energy_h=1.0)
+    states, rewards, ended = _episode()(
+        jax.random.key(0), params, _actions(np.zeros((ROUNDS, 5)), np.ones((ROUNDS, 5)))
+    )
+    assert int(np.argmax(np.asarray(ended))) == 2
+    assert int(states.outcome[-1]) == AUTHORITY
+    # Imposed shedding costs every participant its VoLL on its share: all rewards negative in the last round.
+    assert np.all(np.asarray(rewards)[2] < 0)
+
+
+def test_bad_params_raise_value_errors():
+    with pytest.raises(ValueError, match="loads must be non-negative"):
+        validate_grid_params(default_grid_params(class_load_mw=jnp.asarray([-1.0, 1, 1, 1, 1])))
+    with pytest.raises(ValueError, match="values of lost load"):
+        validate_grid_params(default_grid_params(class_voll=jnp.asarray([1.0, -5, 1, 1, 1])))
+    with pytest.raises(ValueError, match="larger than the total load"):
+        validate_grid_params(default_grid_params(shortfall_max=1.5))
+    with pytest.raises(UsageError, match="unknown policy 'oracle'"):
+        policy_ids((("oracle", 3),))
+    with pytest.raises(UsageError, match="deadline"):
+        make("grid-curtailment", deadline=0)
+
+
+# -- metrics and policies --------------------------------------------------------------------------------------------
+
+
+def test_metric_helpers():
+    assert float(gini(jnp.asarray([1.0, 1.0, 1.0]))) == 0.0
+    assert float(gini(jnp.asarray([0.0, 0.0, 3.0]))) == pytest.approx(2 / 3)
+    assert float(offer_entropy(jnp.ones(10, jnp.int32))) == pytest.approx(np.log(10), rel=1e-6)
+    assert float(offer_entropy(jnp.asarray([0, 7, 0]))) == 0.0
+    agg = aggregate({"outcome": np.array([1, 2, 2, 3]), "concession_arc": np.array([1.0, 0, 0, 0]),
+                     **{k: np.zeros(4) for k in ("rounds", "unserved_energy_mwh", "shed_energy_mwh",
+                                                 "imposed_energy_mwh", "voll_cost_musd", "compensation_musd",
+                                                 "authority_cost_musd", "max_frequency_deviation_hz", "burden_gini",
+                                                 "action_entropy_nats")}})  # fmt: skip
+    assert (agg["compromise_rate"], agg["authority_rate"], agg["automatic_rate"]) == (0.25, 0.5, 0.25)
+    assert agg["concession_arc_rate"] == 0.25
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    """Aggregated outcomes of 64 events per policy family at a 12% shortfall, deadline 6."""
+    params = default_grid_params(shortfall_min=0.12, shortfall_max=0.12, deadline=6)
+    out = {}
+    for name in ("solver", "bounded", "sampler", "prorata"):
+        metrics, _ = _simulate()(jax.random.key(0), params, jnp.asarray(policy_ids(((name, 5),))), PolicyParams())
+        out[name] = aggregate(jax.tree.map(np.asarray, metrics))
+    return out
+
+
+def test_solvers_hold_out_into_authority_decisions_bounded_negotiators_compromise(outcomes):
+    solver, bounded = outcomes["solver"], outcomes["bounded"]
+    assert solver["compromise_rate"] == 0.0 and solver["concession_arc_rate"] == 0.0
+    assert bounded["compromise_rate"] == 1.0 and bounded["concession_arc_rate"] == 1.0
+    # Solvers hold out: only the interruptible load (the one class that profits at the cap) offers anything.
+    assert solver["mean_action_entropy_nats"] == pytest.approx(-(0.8 * np.log(0.8) + 0.2 * np.log(0.2)), rel=1e-5)
+    assert bounded["mean_rounds"] > 1 and bounded["mean_shed_energy_mwh"] == 0.0
+    assert solver["mean_shed_energy_mwh"] > 0.0
+
+
+def test_prorata_cooperation_compromises_at_once_with_equal_burdens(outcomes):
+    prorata = outcomes["prorata"]
+    assert prorata["compromise_rate"] == 1.0 and prorata["mean_rounds"] == 1.0
+    assert prorata["mean_burden_gini"] < 1e-5 and prorata["mean_shed_energy_mwh"] == 0.0
+
+
+def test_sampler_diverse_actions(outcomes):
+    sampler = outcomes["sampler"]
+    assert sampler["mean_action_entropy_nats"] > outcomes["solver"]["mean_action_entropy_nats"]
+    assert sampler["mean_action_entropy_nats"] > outcomes["bounded"]["mean_action_entropy_nats"]
+
+
+def test_simulation_is_deterministic_given_the_key():
+    params = default_grid_params()
+    ids = jnp.asarray(policy_ids((("sampler", 3), ("bounded", 2))))
+    a = _simulate()(jax.random.key(3), params, ids, PolicyParams())
+    b = _simulate()(jax.random.key(3), params, ids, PolicyParams())
+    c = _simulate()(jax.random.key(4), params, ids, PolicyParams())
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a[1]["offer"]), np.asarray(c[1]["offer"]))
+
+
+# -- command line ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--param", "load_residential=-5"], "loads must be non-negative"),
+        (["--param", "voll_critical=-1"], "values of lost load must be non-negative"),
+        (["--param", "shortfall=1.5"], "larger than the total load"),
+        (["--policies", "solver:2,oracle:3"], "unknown policy 'oracle'"),
+        (["--param", "colour=3"], "valid keys are"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from agentlab.cli.app import app
+
+    # --quiet: the shared `simulate` command calls the simulator (which validates) inside its progress spinner, whose
+    # last frame would be a second line (reported to the owner of cli/simulate.py).
+    command = ["simulate", "grid-curtailment", *args, "--quiet", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+@pytest.mark.slow
+def test_cli_simulate_writes_a_run_directory(tmp_path):
+    import orjson
+    from typer.testing import CliRunner
+
+    from agentlab.cli.app import app
+
+    out = tmp_path / "run"
+    args = ["simulate", "grid-curtailment", "--policies", "solver:2,bounded:3", "--markets", "32", "--steps", "4"]
+    result = CliRunner().invoke(app, [*args, "--param", "shortfall=0.05", "--out", str(out), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["deadline_rounds"] == 4 and summary["events"] == 32
+    rates = summary["compromise_rate"] + summary["authority_rate"] + summary["automatic_rate"]
+    assert rates == pytest.approx(1.0)
+    assert (out / "metrics.parquet").exists() and (out / "plots" / "outcomes.png").exists()
