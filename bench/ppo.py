@@ -13,9 +13,9 @@ machine that speeds up or slows down affects them alike:
 - ``agentlab-purejaxrl``: agentlab's PPO with exactly those settings (`PUREJAXRL_SETTINGS`) on
   agentlab's `breakout` with the same 1000-step time limit, for `--steps` steps (goal a: throughput
   ratio >= 1 and the same return);
-- ``agentlab-default``: agentlab's default PPO configuration (`PPOConfig()`) on `breakout` for its
-  default `total_steps` (goal b: mean return >= 27 over the seeds in at most 2/3 of PureJaxRL's wall
-  time, compile included).
+- ``agentlab-default``: agentlab's default PPO configuration (`PPOConfig()`) on `breakout` for
+  `--default-steps` steps (default: its `total_steps`); goal b: mean return >= 27 over the seeds
+  in at most 2/3 of PureJaxRL's wall time for `--steps` steps, compile included.
 
 Each run is jitted end to end as one call; compile and run seconds are measured separately and every
 result is blocked on. The return of a run is the mean episode return over its last 5% of updates. A
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument(
+        "--default-steps", type=int, default=None, help="steps of the agentlab-default run (default: PPOConfig's)"
+    )
     parser.add_argument("--purejaxrl", type=Path, default=None, help="a checkout of luchris429/purejaxrl")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -185,14 +188,12 @@ def main(argv: list[str] | None = None) -> dict:
     from agentlab import rundir
 
     run_dir = rundir.prepare(args.out, force=True)
-    rundir.write_config(
-        run_dir, "bench ppo", {"steps": args.steps, "seeds": args.seeds, "purejaxrl": str(args.purejaxrl)}
-    )
+    rundir.write_config(run_dir, "bench ppo", {**vars(args), "out": str(args.out), "purejaxrl": str(args.purejaxrl)})
     rows = []
     started = time.perf_counter()
     learners = [
         ("agentlab-purejaxrl", lambda s: run_agentlab(args.steps, s, **PUREJAXRL_SETTINGS)),
-        ("agentlab-default", lambda s: run_agentlab(None, s)),
+        ("agentlab-default", lambda s: run_agentlab(args.default_steps, s)),
     ]
     if args.purejaxrl is not None:
         learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
