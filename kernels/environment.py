@@ -103,6 +103,12 @@ class Environment(abc.ABC, Generic[StateT, ParamsT]):
     @abc.abstractmethod
     def observation_space(self, params: ParamsT | None = None) -> Box: ...
 
+    def action_mask(self, params: ParamsT | None = None) -> jax.Array | None:
+        """bool ``(num_agents, num_actions)``: the actions each agent's role allows (the same array as
+        ``info["action_mask"]``), or None where every agent may take every action. Learners mask
+        their policies with it."""
+        return None
+
     @property
     def num_actions(self) -> int:
         """The number of discrete actions (the size of the action space)."""
@@ -171,6 +177,9 @@ class AutoReset(Environment[StateT, ParamsT]):
 
     def default_params(self) -> ParamsT:
         return self.env.default_params()
+
+    def action_mask(self, params: ParamsT | None = None) -> jax.Array | None:
+        return self.env.action_mask(params)
 
     def init(self, key: jax.Array, params: ParamsT) -> StateT:
         return self.env.init(key, params)

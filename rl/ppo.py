@@ -215,6 +215,9 @@ class PPO:
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(self.schedule, eps=1e-5)
         )
         self.steps_per_update = steps_per_update
+        # Roles that allow different actions (multi-agent kernels): bool (num_agents, num_actions) or None.
+        mask = self.env.action_mask(self.env_params) if self.discrete else None
+        self.action_mask = None if mask is None else jnp.asarray(mask, bool)
 
     # -- policy ------------------------------------------------------------------------------------
     def sample(self, key: jax.Array, policy: jax.Array) -> jax.Array:
@@ -226,9 +229,18 @@ class PPO:
     def entropy(self, policy: jax.Array) -> jax.Array:
         return nets.categorical_entropy(policy) if self.discrete else nets.gaussian_entropy(policy)
 
+    def policy_value(self, params: Any, obs: jax.Array, mask: jax.Array | None = None):
+        """``(policy, value)`` of a batch of observations; logits of actions an agent's role forbids
+        are -1e9 (`mask` broadcasts against the logits; default: the kernel's `action_mask`)."""
+        policy, value = self.network.apply(params, obs)
+        mask = self.action_mask if mask is None else mask
+        if mask is not None:
+            policy = jnp.where(mask, policy, -1e9)
+        return policy, value
+
     def act(self, params: Any, key: jax.Array, obs: jax.Array, greedy: bool = False) -> jax.Array:
         """An action for `obs` (sampled, or the most likely one with `greedy`)."""
-        policy, _ = self.network.apply(params, obs)
+        policy, _ = self.policy_value(params, obs)
         if greedy:
             return jnp.argmax(policy, axis=-1).astype(jnp.int32) if self.discrete else nets.gaussian_split(policy)[0]
         return self.sample(key, policy)
@@ -271,7 +283,7 @@ class PPO:
 
         def one_step(state: RunnerState, _):
             key, k_act, k_env = jax.random.split(state.key, 3)
-            policy, value = self.network.apply(state.params, state.obs)
+            policy, value = self.policy_value(state.params, state.obs)
             action = self.sample(k_act, policy)
             log_prob = self.log_prob(policy, action)
             obs, env_state, reward, terminated, truncated, info = step(
@@ -308,7 +320,7 @@ class PPO:
 
     def _loss(self, params, batch: dict[str, jax.Array]):
         cfg = self.config
-        policy, value = self.network.apply(params, batch["obs"])
+        policy, value = self.policy_value(params, batch["obs"], batch.get("mask"))
         log_prob = self.log_prob(policy, batch["action"])
         value_clipped = batch["value"] + jnp.clip(value - batch["value"], -cfg.clip_eps, cfg.clip_eps)
         value_loss = 0.5 * jnp.mean(
@@ -358,6 +370,8 @@ class PPO:
             "advantages": flat(advantages),
             "returns": flat(returns),
         }
+        if self.action_mask is not None:  # each row's agent's mask, (rows, num_actions)
+            batch["mask"] = flat(jnp.broadcast_to(self.action_mask, (*traj.value.shape, self.action_mask.shape[-1])))
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
         def epoch(carry, _):

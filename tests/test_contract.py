@@ -57,6 +57,9 @@ def test_step_outputs_match_spaces_dtypes_and_compile_once(name):
         space = env.action_space(params)
         width = space.n if isinstance(space, Discrete) else space.shape[-1]  # options, or action dimensions
         assert info["action_mask"].shape == (env.num_agents, width)
+        static = env.action_mask(params)  # what learners mask with: the same array, or None for "all allowed"
+        expected = np.ones((env.num_agents, width), bool) if static is None else np.asarray(static)
+        np.testing.assert_array_equal(np.asarray(info["action_mask"]), expected)
     else:
         assert reward.shape == ()
     if name in ATARI:

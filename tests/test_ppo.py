@@ -178,3 +178,16 @@ def test_a_kernels_episode_metrics_are_averaged_over_finished_episodes():
     np.testing.assert_allclose(rates, 1.0, rtol=1e-5)
     rounds = np.asarray(metrics["episode/rounds"])
     assert ((rounds >= 1) & (rounds <= 6)).all(), rounds
+
+
+def test_policies_never_take_an_action_their_role_forbids():
+    """coordination's leader may not pick the last option (``env.action_mask``); an untrained policy
+    samples uniformly, so without masking about a quarter of the leader's actions would be it."""
+    learner = PPO(PPOConfig(env="coordination", num_envs=16, num_steps=32, num_minibatches=2))
+    state = learner.init(jax.random.PRNGKey(3))
+    _, traj = jax.jit(learner._rollout)(state)
+    actions = np.asarray(traj.action)  # (steps, envs, agents)
+    assert (actions[..., 0] != learner.env.num_choices - 1).all()
+    assert (actions[..., 1:] == learner.env.num_choices - 1).any()  # followers may
+    greedy = jax.jit(lambda p, o: learner.act(p, jax.random.PRNGKey(0), o, greedy=True))(state.params, state.obs)
+    assert (np.asarray(greedy)[:, 0] != learner.env.num_choices - 1).all()

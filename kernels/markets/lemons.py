@@ -458,7 +458,9 @@ class MarketLemons(Environment[LemonsState, LemonsParams]):
     def observation_space(self, params=None) -> Box:
         return Box(0.0, np.inf, (self.num_agents, self.obs_dim), jnp.float32)
 
-    def action_mask(self, params: LemonsParams) -> jax.Array:
+    def action_mask(self, params: LemonsParams | None = None) -> jax.Array:
+        """bool ``(num_agents, 20)``: sellers list (tier x price level), buyers pass or pick one of their dlc slots."""
+        params = self.default_params() if params is None else params
         n = self.action_space().n
         seller = jnp.arange(n) < len(TIERS) * self.price_levels
         buyer = jnp.arange(n) < 1 + jnp.minimum(params.dlc, self.view_size)

@@ -60,7 +60,7 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
     def observation_space(self, params=None) -> Box:
         return Box(0.0, 1.0, (self.num_agents, self.obs_dim), jnp.float32)
 
-    def action_mask(self) -> jax.Array:
+    def action_mask(self, params: CoordinationParams | None = None) -> jax.Array:
         """bool ``(num_agents, num_choices)``: the leader may not pick the last option."""
         mask = jnp.ones((self.num_agents, self.num_choices), bool)
         return mask.at[0, -1].set(False)
