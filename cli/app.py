@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentlab import __version__
-from agentlab.cli import bench, envs, render, simulate, train, train_qlearn
+from agentlab.cli import bench, calibrate, envs, render, simulate, sweep, train, train_qlearn
 from agentlab.cli import eval as eval_command
 
 app = typer.Typer(
@@ -45,6 +45,8 @@ app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)
 app.command("render")(render.render)
 app.add_typer(bench.app, name="bench")
+app.add_typer(sweep.app, name="sweep")
+app.add_typer(calibrate.app, name="calibrate")
 
 
 def main() -> None:

@@ -154,3 +154,39 @@ def default_out(command: str) -> Path:
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{command}-{stamp}"
+
+
+def parse_grid(text: str, option: str, kind: type = float) -> list:
+    """A grid of values: a list ``"3,5,7"``, a range ``"start:stop:count"`` (count values, both ends
+    included, like numpy's linspace), or both mixed (``"0,0.5:0.9:5"``). Integers with ``kind=int``
+    (a range must then land on integers). Bad input -> one line naming the option."""
+    import numpy as np
+
+    values: list = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            fail(f"{option} {text!r}: empty entry (expected a list like 3,5,7 or a range start:stop:count)")
+        pieces = part.split(":")
+        try:
+            if len(pieces) == 1:
+                number = float(pieces[0])
+                numbers = [number]
+            elif len(pieces) == 3:
+                start, stop, count = float(pieces[0]), float(pieces[1]), int(pieces[2])
+                if count < 1:
+                    fail(f"{option} {text!r}: a range's count must be >= 1, got {count}")
+                numbers = np.linspace(start, stop, count).round(12).tolist()
+            else:
+                fail(f"{option} {text!r}: {part!r} is neither a number nor a range start:stop:count")
+        except ValueError:
+            fail(
+                f"{option} {text!r}: {part!r} is not a number (expected a list like 3,5,7 or a range start:stop:count)"
+            )
+        for number in numbers:
+            if kind is int:
+                if number != int(number):
+                    fail(f"{option} {text!r}: {number:g} is not an integer")
+                number = int(number)
+            values.append(number)
+    return list(dict.fromkeys(values))

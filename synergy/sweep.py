@@ -1,0 +1,320 @@
+"""`agentlab sweep synergy`: theory and Monte Carlo side by side over a grid (the work behind the command).
+
+A cell is one (fan-in b, rho, gamma, mu0) configuration; the level-wise sampler
+(`agentlab.synergy.montecarlo.simulate_levels`) gives every depth of a cell in one pass. Cells are
+computed in units (one fan-in, up to `UNIT` cells) written as ``cells/b{b}-u{k}.parquet``; a resumed
+sweep skips units already written and recomputes nothing. A cell's draws depend only on the seed and
+its index in the grid, so chunking, resuming and the executor never change the numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentlab.synergy import theory
+
+UNIT = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The resolved grid. `message_lengths` is set when gamma comes from ``gamma(m) = 1 - exp(-m / m0)``."""
+
+    fan_ins: tuple[int, ...] = (3, 5, 7, 9)
+    rhos: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 0.9, 19), 6).tolist())
+    gammas: tuple[float, ...] = tuple(np.round(np.linspace(0.5, 1.0, 11), 6).tolist())
+    message_lengths: tuple[float, ...] | None = None
+    m0: float = theory.DEFAULT_M0
+    depths: tuple[int, ...] = tuple(range(11))
+    mu0s: tuple[float, ...] = (0.05,)
+    betas: tuple[float, ...] = (0.15,)
+    kappa: float = 0.02
+    budgets: tuple[float, ...] = tuple(np.geomspace(1e3, 1e7, 25).tolist())
+    budget_message_length: float = 200.0
+    trials: int = 100_000
+    seed: int = 0
+
+    def gamma_values(self) -> tuple[float, ...]:
+        if self.message_lengths is None:
+            return self.gammas
+        return tuple(float(theory.fidelity(m, self.m0)) for m in self.message_lengths)
+
+    def cells(self) -> list[tuple[int, int, float, float, float, float | None]]:
+        """``(index, b, rho, gamma, mu0, message_length)`` for every cell, in a fixed order."""
+        lengths = self.message_lengths or (None,) * len(self.gammas)
+        gammas = list(zip(self.gamma_values(), lengths))
+        grid = itertools.product(self.fan_ins, self.rhos, gammas, self.mu0s)
+        return [(i, b, r, g, mu0, m) for i, (b, r, (g, m), mu0) in enumerate(grid)]
+
+    def validate(self) -> SweepConfig:
+        theory.check_fan_in(self.fan_ins)
+        theory.check_rho(self.rhos)
+        theory.check_gamma(self.gamma_values())
+        theory.check_mu(self.mu0s, "mu0")
+        from agentlab.errors import UsageError
+
+        if self.trials < 1:
+            raise UsageError(f"--trials must be >= 1, got {self.trials}")
+        if min(self.depths) < 0:
+            raise UsageError(f"--depth must be >= 0, got {min(self.depths)}")
+        if any(b <= 0 for b in self.betas):
+            raise UsageError(f"--beta must be > 0, got {min(self.betas)}")
+        return self
+
+
+def units(config: SweepConfig) -> list[tuple[str, list]]:
+    """Work units ``(name, cells)``: cells of one fan-in, `UNIT` at a time."""
+    out = []
+    for b in config.fan_ins:
+        cells = [c for c in config.cells() if c[1] == b]
+        for k in range(0, len(cells), UNIT):
+            out.append((f"b{b}-u{k // UNIT:04d}", cells[k : k + UNIT]))
+    return out
+
+
+def compute_unit(config: SweepConfig, cells: list) -> dict[str, Any]:
+    """Monte Carlo and theory for one unit (cells of one fan-in): columns of the tidy table (`COLUMNS`; NumPy
+    arrays, int64 / float64, or lists for the string and nullable columns), one row per cell and depth,
+    cell-major. Pure: a function of the config and the cells only."""
+    from agentlab.synergy import montecarlo as mc
+
+    start = time.perf_counter()
+    b = cells[0][1]
+    index = np.array([c[0] for c in cells])
+    rho = np.array([c[2] for c in cells])
+    gamma = np.array([c[3] for c in cells])
+    mu0 = np.array([c[4] for c in cells])
+    depth = max(config.depths)
+    pad = UNIT - len(cells)  # same shapes for every unit: one compilation per fan-in
+    seeds = mc.config_seeds(config.seed, np.pad(index, (0, pad), mode="edge"))
+    padded = [np.pad(v, (0, pad), mode="edge") for v in (mu0, rho, gamma)]
+    correct, trials = mc.simulate_levels(seeds, *padded, b=b, depth=depth, trials=config.trials)
+    correct = correct[: len(cells)]
+    mu_mc, _ = mc.bias_and_error(correct, trials)
+    se = mc.level_standard_errors(mu_mc, trials, b, rho, gamma)
+    exact = theory.trajectory(mu0, depth, b, rho, gamma).T  # (cells, depth + 1)
+    alpha = np.asarray(theory.alpha_rho(b, rho, gamma))
+    s = np.asarray(theory.organization_exponent(b, rho, gamma))
+    mu_star = np.asarray(theory.fixed_point(b, rho, gamma))
+    gamma_c = np.asarray(theory.critical_fidelity(b, rho))
+    wall = time.perf_counter() - start
+    levels = np.asarray(config.depths, dtype=np.int64)
+    n_cells, n_levels = len(cells), levels.size
+    clipped = np.asarray(theory.clipped_predictor(mu0[:, None], levels[None, :], b, rho[:, None], gamma[:, None]))
+    per_cell = lambda values: np.repeat(np.asarray(values), n_levels)  # (cells,) -> (cells * levels,)
+    per_row = lambda values: np.asarray(values)[:, levels].ravel()  # (cells, depth + 1) -> (cells * levels,)
+    rows = {
+        "cell": per_cell(index.astype(np.int64)),
+        "fan_in": np.full(n_cells * n_levels, b, dtype=np.int64),
+        "rho": per_cell(rho.astype(np.float64)),
+        "gamma": per_cell(gamma.astype(np.float64)),
+        "message_length": [cell[5] for cell in cells for _ in range(n_levels)],
+        "mu0": per_cell(mu0.astype(np.float64)),
+        "depth": np.tile(levels, n_cells),
+        "trials": np.full(n_cells * n_levels, trials, dtype=np.int64),
+        "mu_mc": per_row(mu_mc),
+        "mu_se": per_row(se),
+        "accuracy_mc": per_row((1 + mu_mc) / 2),
+        "mu_theory": per_row(exact),
+        "mu_clipped": clipped.ravel(),
+        "alpha": per_cell(alpha),
+        "s": per_cell(s),
+        "mu_star": per_cell(mu_star),
+        "gamma_c": per_cell(gamma_c),
+        "phase_theory": per_cell(np.where(alpha > 1, "amplifying", "washout")).tolist(),
+        "seed": np.full(n_cells * n_levels, config.seed, dtype=np.int64),
+        "unit_seconds": np.full(n_cells * n_levels, wall),
+        "vote_evaluations": np.int64(trials) * np.where(np.tile(levels, n_cells) > 0, b, 1).astype(np.int64),
+    }
+    return rows
+
+
+COLUMNS = (
+    "cell", "fan_in", "rho", "gamma", "message_length", "mu0", "depth", "trials",
+    "mu_mc", "mu_se", "accuracy_mc", "mu_theory", "mu_clipped", "alpha", "s", "mu_star", "gamma_c",
+    "phase_theory", "seed", "unit_seconds", "vote_evaluations",
+)  # fmt: skip
+
+
+def run_units(
+    config: SweepConfig,
+    out: Path,
+    *,
+    executor: str = "local",
+    on_unit: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Compute every unit not yet in ``out/cells``; returns ``(computed, skipped)``. Each unit is written
+    atomically as soon as it is done, so an interrupted sweep loses at most the units in flight."""
+    import polars as pl
+
+    from agentlab.rundir import write_parquet
+
+    folder = Path(out) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [(name, cells) for name, cells in units(config) if not (folder / f"{name}.parquet").exists()]
+    skipped = len(units(config)) - len(todo)
+    if on_unit:
+        on_unit(skipped, 0)
+
+    start = time.perf_counter()
+
+    def save(name: str, rows: dict) -> None:
+        frame = pl.DataFrame(rows, schema_overrides={"message_length": pl.Float64}).with_columns(
+            pl.lit(name).alias("unit"), pl.lit(time.perf_counter() - start).alias("wall_seconds")
+        )
+        write_parquet(folder / f"{name}.parquet", frame)
+
+    if executor == "ray":
+        for name, rows in _ray_map(config, todo):
+            save(name, rows)
+            if on_unit:
+                on_unit(1, 1)
+    else:
+        for name, cells in todo:
+            save(name, compute_unit(config, cells))
+            if on_unit:
+                on_unit(1, 1)
+    return len(todo), skipped
+
+
+def _ray_map(config: SweepConfig, todo: list) -> Iterator[tuple[str, dict]]:
+    """Units on Ray (an existing cluster if RAY_ADDRESS is set, else a local instance), as they finish."""
+    from agentlab.errors import UsageError
+
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'agentlab[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(compute_unit)
+    pending = {remote.remote(config, cells): name for name, cells in todo}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            yield pending.pop(ref), ray.get(ref)
+
+
+def collect(out: Path, config: SweepConfig):
+    """The tidy table of every written unit (polars DataFrame), sorted by cell and depth."""
+    import polars as pl
+
+    frames = [pl.read_parquet(Path(out) / "cells" / f"{name}.parquet") for name, _ in units(config)]
+    return pl.concat(frames).sort(["cell", "depth"])
+
+
+def budget_keys(config: SweepConfig) -> dict[str, np.ndarray]:
+    """The (b, rho, gamma, beta) combinations of the budget table: every fan-in and beta, about 3-4 rhos
+    and gammas (every ``len // 3``-th of the grid). Arrays of shape (K,): ``fan_in`` int64, the rest float64."""
+    gamma_m = config.gamma_values()
+    keys = list(itertools.product(config.fan_ins, config.rhos[:: max(1, len(config.rhos) // 3)],
+                                  gamma_m[:: max(1, len(gamma_m) // 3)], config.betas))  # fmt: skip
+    columns = np.array(keys, dtype=np.float64).reshape(-1, 4).T
+    return {"fan_in": columns[0].astype(np.int64), "rho": columns[1], "gamma": columns[2], "beta": columns[3]}
+
+
+def best_trees(kappa: float, beta: np.ndarray, b: np.ndarray, alpha: np.ndarray, mu_star: np.ndarray, m: float,
+               budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The best full b-ary tree of depth L >= 2 under each budget (vectorised `calibrate.candidates`, trees of
+    fan-in b only, W unbounded): leaf tokens ``x_L = (B - tree_budget(0, b, L, m)) / b**L`` (the depth must
+    leave ``x_L >= 1``), bias ``min(mu0(x_L) alpha**L, mu*)`` (no clip when alpha <= 1), the shallowest
+    among equals. Inputs (K,) per combination and budgets (B,); returns ``(depth, leaf_tokens, bias)``
+    of shape (K, B): depth int64 (0 where no tree fits or b is not one of `calibrate.FAN_INS`), the other
+    two float64 (NaN there)."""
+    from agentlab.synergy.calibrate import FAN_INS
+
+    depths = np.arange(2, int(np.log(max(budgets.max(), 1.0)) / np.log(b.min())) + 3, dtype=np.int64)  # (D,)
+    bb, dd = b[:, None, None], depths[None, None, :].astype(np.float64)
+    leaves = bb.astype(np.float64) ** dd  # (K, 1, D)
+    overhead = np.asarray(theory.tree_budget(0.0, bb, dd, m))  # (K, 1, D)
+    x = (budgets[None, :, None] - overhead) / leaves  # (K, B, D)
+    fits = (x >= 1) & np.isin(b, FAN_INS)[:, None, None]
+    grown = np.asarray(theory.leaf_bias(np.where(fits, x, 1.0), kappa, beta[:, None, None])) * (
+        alpha[:, None, None] ** dd
+    )
+    bias = np.where(alpha[:, None, None] > 1, np.minimum(grown, mu_star[:, None, None]), grown)
+    bias = np.where(fits, bias, -np.inf)
+    pick = np.argmax(bias, axis=-1)  # first maximum: the shallowest
+    found = np.take_along_axis(fits, pick[..., None], -1)[..., 0]
+    depth = np.where(found, depths[pick], 0)
+    leaf = np.where(found, np.take_along_axis(x, pick[..., None], -1)[..., 0], np.nan)
+    best = np.where(found, np.take_along_axis(bias, pick[..., None], -1)[..., 0], np.nan)
+    return depth, leaf, best
+
+
+def budget_table(config: SweepConfig):
+    """Theory at equal budget (model): per (b, rho, gamma, beta) and budget B, the single agent's accuracy
+    ``(1 + min(kappa B**beta, 1)) / 2``, the continuous tree at x* (``min(kappa x*^beta N**s, mu*)``,
+    ``N = B / (x* + c0)``), the best discrete organisation (`best_trees`), x*, B*. One row per combination
+    and budget (combination-major), all computed as (K, B) arrays."""
+    import polars as pl
+
+    m = config.budget_message_length
+    keys = budget_keys(config)
+    b, rho, gamma, beta = keys["fan_in"], keys["rho"], keys["gamma"], keys["beta"]
+    budgets = np.asarray(config.budgets, dtype=np.float64)
+    s = np.asarray(theory.organization_exponent(b, rho, gamma))
+    x_star = np.asarray(theory.optimal_leaf_compute(b, m, beta, s))
+    b_star = np.asarray(theory.budget_threshold(b, m, beta, s))
+    mu_star = np.asarray(theory.fixed_point(b, rho, gamma))
+    alpha = np.asarray(theory.alpha_rho(b, rho, gamma))
+    single = np.asarray(theory.leaf_bias(budgets[None, :], config.kappa, beta[:, None]))  # (K, B)
+    finite = np.isfinite(x_star)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # x* = inf rows are replaced below
+        n = np.asarray(theory.leaves_for_budget(budgets[None, :], x_star[:, None], b[:, None], m))
+        tree = np.minimum(config.kappa * x_star[:, None] ** beta[:, None] * n ** s[:, None], mu_star[:, None])
+    tree = np.where(finite & (n >= 1), tree, single)
+    depth, leaf, best = best_trees(config.kappa, beta, b, alpha, mu_star, m, budgets)
+    found = (depth > 0).ravel()
+    per_key = lambda values: np.repeat(values, budgets.size)  # (K,) -> (K * B,)
+    return pl.DataFrame({
+        "fan_in": per_key(b), "rho": per_key(rho), "gamma": per_key(gamma), "beta": per_key(beta),
+        "budget_tokens": np.tile(budgets, b.size), "s": per_key(s), "x_star_tokens": per_key(x_star),
+        "budget_threshold_tokens": per_key(b_star), "single_accuracy": ((1 + single) / 2).ravel(),
+        "tree_accuracy": ((1 + tree) / 2).ravel(),
+        "best_tree_depth": pl.Series(depth.ravel(), dtype=pl.Int64).set(pl.Series(~found), None),
+        "best_tree_leaf_tokens": pl.Series(leaf.ravel(), dtype=pl.Float64).set(pl.Series(~found), None),
+        "best_tree_accuracy": pl.Series((1 + best.ravel()) / 2, dtype=pl.Float64).set(pl.Series(~found), None),
+    })  # fmt: skip
+
+
+def summarise(table, config: SweepConfig, *, computed: int, skipped: int, wall: float) -> dict[str, Any]:
+    """Flat summary: agreement of Monte Carlo with the recursion, and of the simulated phase with alpha."""
+    deepest = table.filter(table["depth"] == max(config.depths))
+    z = ((table["mu_mc"] - table["mu_theory"]) / table["mu_se"]).to_numpy()
+    mu_l, mu0, se = (deepest[c].to_numpy() for c in ("mu_mc", "mu0", "mu_se"))
+    decided = np.abs(mu_l - mu0) > 4 * se
+    simulated_washout = mu_l < mu0
+    theory_washout = deepest["alpha"].to_numpy() <= 1
+    recursion_washout = deepest["mu_theory"].to_numpy() < mu0
+    votes = float(table["vote_evaluations"].sum())
+    compute_seconds = float(table.unique(["unit"])["unit_seconds"].sum())
+    return {
+        "cells": int(table["cell"].n_unique()),
+        "rows": table.height,
+        "units_computed": computed,
+        "units_resumed": skipped,
+        "trials_per_cell": int(table["trials"][0]),
+        "max_depth": max(config.depths),
+        "fraction_within_4_se": float(np.mean(np.abs(z) <= 4)),
+        "max_abs_z": float(np.max(np.abs(z))),
+        "phase_cells_decided": int(decided.sum()),
+        "phase_agreement_alpha": float(np.mean(simulated_washout[decided] == theory_washout[decided]))
+        if decided.any()
+        else None,
+        "phase_agreement_alpha_all_cells": float(np.mean(simulated_washout == theory_washout)),
+        "phase_agreement_recursion": float(np.mean(simulated_washout[decided] == recursion_washout[decided]))
+        if decided.any()
+        else None,
+        "vote_evaluations": votes,
+        "wall_seconds": wall,
+        "compute_seconds": compute_seconds,
+        "vote_evaluations_per_second": votes / compute_seconds if compute_seconds > 0 else None,
+    }
