@@ -16,15 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentlab.kernels.stochasticity import fmix32
 from agentlab.rl.qlearn import GOLDEN, LANE_MIX, QLearnConfig, SessionsResult, initial_q, initial_states
-
-
-def _fmix32(h: jax.Array) -> jax.Array:
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
 
 
 def word(k0: jax.Array, k1: jax.Array, t: jax.Array, lane: jax.Array) -> jax.Array:
@@ -32,7 +25,7 @@ def word(k0: jax.Array, k1: jax.Array, t: jax.Array, lane: jax.Array) -> jax.Arr
     t = jnp.asarray(t).astype(jnp.uint32)
     lane = jnp.asarray(lane).astype(jnp.uint32)
     inner = k1 + t * jnp.uint32(GOLDEN) + lane * jnp.uint32(LANE_MIX)
-    return _fmix32(k0 ^ _fmix32(inner))
+    return fmix32(k0 ^ fmix32(inner))
 
 
 def _period(carry, t, *, payoff, n, m, alpha, beta, delta, converge, max_periods):

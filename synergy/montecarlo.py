@@ -35,20 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentlab.kernels.stochasticity import fmix32
+
 BITS = 16
 ONE = 1 << BITS
 GOLDEN = 0x9E3779B9
 # Stream kinds inside a seed: tag = 4 * level + kind.
 LEAF, FLIP, SHARE, PERM = 0, 1, 2, 3
-
-
-def fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser (bijective avalanche mix) on uint32."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
 
 
 def words(seed: jax.Array, counters: jax.Array) -> jax.Array:
