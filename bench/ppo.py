@@ -123,11 +123,46 @@ class FiveTupleStep:
         return obs, state, reward, terminated | truncated, info
 
 
-def run_purejaxrl(path: Path, steps: int, seed: int) -> dict:
+class AgentlabAsGymnax:
+    """agentlab's `breakout` (1000-step limit, auto-reset) behind gymnax's interface, so that
+    PureJaxRL's learner can train on agentlab's kernel: float32 observations, a Box space, and the
+    five-tuple step with ``done = terminated | truncated``."""
+
+    def __init__(self):
+        from agentlab.kernels import make
+
+        self.env, self.params = make("breakout", max_steps=1000)
+
+    @property
+    def default_params(self):
+        return self.params
+
+    def reset(self, key, params=None):
+        obs, state = self.env.reset(key, self.params)
+        return obs.astype(np.float32), state
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, _ = self.env.step(key, state, action, self.params)
+        return obs.astype(np.float32), state, reward.astype(np.float32), terminated | truncated, {}
+
+    def observation_space(self, params=None):
+        from gymnax.environments import spaces
+
+        return spaces.Box(0, 1, self.env.observation_space(self.params).shape, np.float32)
+
+    def action_space(self, params=None):
+        return self.env.action_space(self.params)
+
+
+def run_purejaxrl(path: Path, steps: int, seed: int, on_agentlab: bool = False) -> dict:
+    """One seed of PureJaxRL's PPO on gymnax's Breakout-MinAtar (or, `on_agentlab`, on agentlab's)."""
     sys.path.insert(0, str(path))
     module = importlib.import_module("purejaxrl.ppo")
     make = module.gymnax.make
-    module.gymnax.make = lambda name, **kw: (lambda env, params: (FiveTupleStep(env), params))(*make(name, **kw))
+    if on_agentlab:
+        module.gymnax.make = lambda name, **kw: (AgentlabAsGymnax(), None)
+    else:
+        module.gymnax.make = lambda name, **kw: (lambda env, params: (FiveTupleStep(env), params))(*make(name, **kw))
     try:
         train = module.make_train({**REFERENCE, "TOTAL_TIMESTEPS": steps})
     finally:
@@ -150,7 +185,7 @@ def summarise(frame, steps: int, seeds: int) -> dict:
     import polars as pl
 
     summary: dict = {"steps": steps, "seeds": seeds}
-    for name in ("purejaxrl", "agentlab-purejaxrl", "agentlab-default"):
+    for name in ("purejaxrl", "agentlab-purejaxrl", "agentlab-default", "purejaxrl-on-agentlab"):
         part = frame.filter(pl.col("learner") == name)
         if part.height:
             key = name.replace("-", "_")
@@ -177,6 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument(
+        "--peer-on-agentlab",
+        action="store_true",
+        help="also run PureJaxRL's learner on agentlab's breakout (learner purejaxrl-on-agentlab)",
+    )
+    parser.add_argument(
         "--default-steps", type=int, default=None, help="steps of the agentlab-default run (default: PPOConfig's)"
     )
     parser.add_argument("--purejaxrl", type=Path, default=None, help="a checkout of luchris429/purejaxrl")
@@ -197,6 +237,10 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if args.purejaxrl is not None:
         learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
+        if args.peer_on_agentlab:
+            learners.append(
+                ("purejaxrl-on-agentlab", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, on_agentlab=True))
+            )
     for seed in range(args.seeds):  # round-robin: machine drift affects every learner alike
         for name, run in learners:
             result = run(seed)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -126,6 +126,7 @@ STOCKS = st.one_of(st.sampled_from([0.0, 1e-6, 1e-3, 1.0, 5.0]), st.floats(0.0, 
     participation=st.sampled_from([0.0, 0.2, 0.6, 1.0]),
     income_scale=st.sampled_from([0.0, 1.0, 9.1, 50.0]),
 )
+@settings(max_examples=60)
 def test_vectorised_consumer_round_equals_one_by_one_service(seed, firms, data, participation, income_scale):
     price = data.draw(st.lists(PRICES, min_size=firms, max_size=firms))
     stock = data.draw(st.lists(STOCKS, min_size=firms, max_size=firms))

@@ -180,7 +180,7 @@ def consumer_round(key, price, stock, alive, income, participation, dlc):
         return last + 1, stock, sold, shopped
 
     carry = (jnp.int32(0), stock, jnp.zeros((num_consumers, num_firms), jnp.float32), jnp.zeros(num_consumers, bool))
-    _, stock_end, sold, shopped = jax.lax.fori_loop(0, 1, serve, carry)
+    _, stock_end, sold, shopped = jax.lax.fori_loop(0, num_firms, serve, carry)
     units_sold = stock - stock_end
     revenue = jnp.sum(sold * price[None, :], axis=0)
     spend_by_position = jnp.sum(sold * price[None, :], axis=1)
