@@ -19,7 +19,8 @@ from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail
 from agentlab.errors import choices
 
 app = typer.Typer(
-    help="Simulate markets under scripted policies and score them (Economic Alignment Score).",
+    help="Simulate many episodes of a kernel under a mix of scripted policies: markets (scored by the Economic "
+    "Alignment Score) and grid curtailment (outcome split).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
