@@ -143,3 +143,33 @@ def test_clipped_predictor_bounds_the_recursion(config, depth):
     mu0 = min(mu0, mu_star) if mu_star > 0 else mu0
     exact = theory.trajectory(mu0, depth, b, rho, gamma)[-1]
     assert exact <= theory.clipped_predictor(mu0, depth, b, rho, gamma) + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("b", "rho", "gamma", "beta"),
+    [(3, 0.0, 1.0, 0.3), (3, 0.3, 0.9, 0.2), (5, 0.6, 0.7, 0.4), (9, 0.1, 0.95, 0.1)],
+)
+def test_sweeps_vectorised_best_tree_is_calibrates_best_tree(b, rho, gamma, beta):
+    """`sweep.best_trees` (arrays) picks, per budget, the tree `calibrate.candidates` (a plain loop)
+    ranks first among b-ary trees: same depth, leaf tokens and predicted bias; no tree where none fits."""
+    from agentlab.synergy import theory
+    from agentlab.synergy.calibrate import candidates
+    from agentlab.synergy.sweep import best_trees
+
+    kappa, m = 0.03, 50.0
+    budgets = np.array([10.0, 500.0, 3e3, 2e4, 1e5, 1e6])
+    alpha, mu_star = float(theory.alpha_rho(b, rho, gamma)), float(theory.fixed_point(b, rho, gamma))
+    one = lambda x: np.array([x])  # noqa: E731
+    depth, leaf, bias = best_trees(kappa, one(beta), one(b), one(alpha), one(mu_star), m, budgets)
+    for j, budget in enumerate(budgets):
+        trees = [
+            o
+            for o in candidates(kappa, beta, rho, gamma, m=m, budget=float(budget), window=1e12, stars=False)
+            if o.kind == "tree" and o.fan_in == b
+        ]
+        if not trees:
+            assert depth[0, j] == 0 and np.isnan(leaf[0, j]) and np.isnan(bias[0, j])
+            continue
+        assert depth[0, j] == trees[0].depth, (budget, [(o.depth, o.bias) for o in trees])
+        np.testing.assert_allclose(leaf[0, j], trees[0].leaf_compute, rtol=1e-12)
+        np.testing.assert_allclose(bias[0, j], trees[0].bias, rtol=1e-9)
