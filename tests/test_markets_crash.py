@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -17,7 +17,6 @@ from agentlab.cli.app import app
 from agentlab.kernels import make
 from agentlab.kernels.markets.crash import (
     FIRM_POLICIES,
-    consumer_round,
     crash_alignment,
     default_crash_params,
     init_crash,
@@ -47,122 +46,6 @@ def run_days(key, params, policy_ids, days):
         out.append((state, new, reward, terminated, info))
         state = new
     return out
-
-
-def reference_consumer_round(key, price, stock, alive, income, participation, dlc):
-    """The oracle for `consumer_round`: the same draws, consumers served one by one in a `lax.scan` (the kernel's
-    implementation until it was vectorised). Each position sees the firms that are alive with stock left, samples the
-    `dlc` with the smallest draws, buys ``income / price`` from the cheapest sampled (ties: smallest draw), capped by
-    the stock."""
-    num_consumers, num_firms = income.shape[0], price.shape[0]
-    k_count, k_order, k_pick = jax.random.split(key, 3)
-    count = jnp.minimum(jax.random.poisson(k_count, participation * num_consumers), num_consumers)
-    order = jnp.argsort(jax.random.uniform(k_order, (num_consumers,)))
-    picks = jax.random.uniform(k_pick, (num_consumers, num_firms))
-
-    def serve(stock, inputs):
-        position, consumer, pick = inputs
-        eligible = alive & (stock > 0)
-        below = eligible[None, :] & (pick[None, :] < pick[:, None])  # below[j, k]: k is eligible and drew less
-        chosen = eligible & (jnp.sum(below, axis=1) < dlc)
-        cheapest = jnp.min(jnp.where(chosen, price, jnp.inf))
-        firm = jnp.argmin(jnp.where(chosen & (price == cheapest), pick, jnp.inf))  # ties: a random one
-        buys = (position < count) & jnp.any(chosen)
-        wanted = income[consumer] / jnp.maximum(price[firm], 1e-6)
-        units = jnp.where(buys, jnp.minimum(wanted, stock[firm]), 0.0)
-        sold = jnp.zeros_like(stock).at[firm].set(units)
-        return stock - sold, (sold, jnp.where(buys, units * price[firm], 0.0), buys)
-
-    positions = jnp.arange(num_consumers)
-    stock_end, (sold, spend_by_position, shopped) = jax.lax.scan(serve, stock, (positions, order, picks))
-    units_sold = stock - stock_end
-    revenue = jnp.sum(sold * price[None, :], axis=0)
-    spend = jnp.zeros(num_consumers, jnp.float32).at[order].set(spend_by_position)
-    return units_sold, revenue, spend, jnp.zeros(num_consumers, bool).at[order].set(shopped)
-
-
-fast_round = jax.jit(consumer_round)
-slow_round = jax.jit(reference_consumer_round)
-
-
-def round_inputs(price, stock, alive, income, participation, dlc):
-    return (
-        jnp.asarray(price, jnp.float32),
-        jnp.asarray(stock, jnp.float32),
-        jnp.asarray(alive, bool),
-        jnp.asarray(income, jnp.float32),
-        jnp.float32(participation),
-        jnp.int32(dlc),
-    )
-
-
-def assert_rounds_agree(key, *inputs):
-    fast = [np.asarray(x) for x in fast_round(key, *inputs)]
-    slow = [np.asarray(x) for x in slow_round(key, *inputs)]
-    np.testing.assert_array_equal(fast[3], slow[3])  # who shopped: exactly
-    for name, a, b in zip(("units_sold", "revenue", "spend"), fast[:3], slow[:3]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.max(np.abs(b)))), err_msg=name)
-    return fast
-
-
-def assert_conserved(inputs, fast):
-    units_sold, revenue, spend, shopped = fast
-    price, stock, alive = (np.asarray(x) for x in inputs[:3])
-    assert np.all(units_sold >= 0) and np.all(units_sold <= stock * (1 + 1e-6))  # never more than the stock
-    assert np.all(units_sold[~alive] == 0)
-    np.testing.assert_allclose(revenue, units_sold * price, rtol=1e-4, atol=1e-4)
-    assert float(spend.sum()) == pytest.approx(float(revenue.sum()), rel=1e-5, abs=1e-4)  # paid == received
-    assert np.all(spend[~shopped] == 0)
-
-
-PRICES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0]), st.floats(0.0625, 5.0, width=32))  # ties likely
-STOCKS = st.one_of(st.sampled_from([0.0, 1e-6, 1e-3, 1.0, 5.0]), st.floats(0.0, 300.0, width=32))
-
-
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    firms=st.integers(1, 7),
-    data=st.data(),
-    participation=st.sampled_from([0.0, 0.2, 0.6, 1.0]),
-    income_scale=st.sampled_from([0.0, 1.0, 9.1, 50.0]),
-)
-@settings(max_examples=60)
-def test_vectorised_consumer_round_equals_one_by_one_service(seed, firms, data, participation, income_scale):
-    price = data.draw(st.lists(PRICES, min_size=firms, max_size=firms))
-    stock = data.draw(st.lists(STOCKS, min_size=firms, max_size=firms))
-    alive = data.draw(st.lists(st.booleans(), min_size=firms, max_size=firms))
-    dlc = data.draw(st.integers(1, firms))
-    key = jax.random.key(seed)
-    income = income_scale * np.exp(0.5 * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (CONSUMERS,))))
-    inputs = round_inputs(price, stock, alive, income, participation, dlc)
-    assert_conserved(inputs, assert_rounds_agree(key, *inputs))
-
-
-def test_a_stock_out_sends_the_next_consumers_elsewhere():
-    # Firm 1 is the cheapest and holds one consumer's worth of goods; every consumer compares every firm.
-    price, stock = [2.0, 1.0, 3.0], [1e4, 9.0, 1e4]
-    inputs = round_inputs(price, stock, [True] * 3, np.full(CONSUMERS, 9.0), 1.0, 3)
-    key = next(
-        k for k in (jax.random.key(s) for s in range(100)) if int(np.asarray(fast_round(k, *inputs)[3]).sum()) >= 2
-    )
-    units_sold, revenue, spend, shopped = assert_rounds_agree(key, *inputs)
-    buyers = int(shopped.sum())
-    np.testing.assert_allclose(units_sold, [9.0 * (buyers - 1) / 2.0, 9.0, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(spend[shopped], 9.0, rtol=1e-6)  # the first pays 9 for 9 units, the rest 9 for 4.5
-    assert_conserved(inputs, (units_sold, revenue, spend, shopped))
-
-
-def test_stock_outs_cascade_through_every_firm():
-    # Tiny stocks: each of the first consumers empties a firm, then nobody can buy.
-    price = [1.0, 1.0, 2.0, 0.5, 3.0]
-    inputs = round_inputs(
-        price, [0.5, 1e-6, 2.0, 0.0, 1.0], [True, True, True, True, False], np.full(CONSUMERS, 9.1), 1.0, 2
-    )
-    for seed in range(5):
-        units_sold, revenue, spend, shopped = assert_rounds_agree(jax.random.key(seed), *inputs)
-        np.testing.assert_allclose(units_sold, [0.5, 1e-6, 2.0, 0.0, 0.0], rtol=1e-6)
-        assert int(shopped.sum()) == 3
-        assert_conserved(inputs, (units_sold, revenue, spend, shopped))
 
 
 @given(

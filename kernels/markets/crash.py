@@ -121,69 +121,31 @@ def init_crash(key: jax.Array, params: CrashParams, num_firms: int, num_consumer
 def consumer_round(key, price, stock, alive, income, participation, dlc):
     """Consumers buy in a random order. Returns ``(units_sold (F,), revenue (F,), spend (C,), shopped (C,))``.
 
-    Semantics (the spec; ``tests/test_markets_crash.py::reference_consumer_round`` is the one-by-one oracle):
-    ``count = min(Poisson(participation x C), C)`` consumers take part; a uniform permutation ``order`` sets who is
-    served at each position ``p`` (only ``p < count`` buy), and each position has uniform draws ``pick[p]`` (F,).
-    At its turn a participant sees the eligible firms (alive with stock left), samples the `dlc` of them with the
-    smallest draws (all of them if fewer), and buys ``income / price`` units from the cheapest sampled (ties: the
-    smallest draw), capped by that firm's remaining stock; with no eligible firm it does not shop.
-
-    Algorithm (exact up to float rounding of the stock arithmetic): the eligible set only changes at a stock-out, so
-    between two stock-outs every position's choice is independent of the others. Each round, from start position
-    ``s``, computes every position's firm at once, takes the cumulative demand per firm over positions ``>= s``,
-    and finds the first position ``p*`` whose cumulative demand reaches its firm's stock (``C`` if none). Positions
-    ``s .. p*`` are committed (``p*`` gets the rest of its firm's stock, which is then set to exactly 0) and the next
-    round starts at ``p* + 1``. A round either ends at a stock-out, which removes a firm for the rest of the day, or
-    serves everyone left, so `F` rounds suffice (after `F` stock-outs nobody can buy). Sampling uses a bit mask of
-    the firms with smaller draws per ``(position, firm)``: a firm is sampled if it is eligible and fewer than `dlc`
-    eligible firms drew less (``popcount(mask & eligible) < dlc``), hence at most 31 firms."""
+    A participant samples `dlc` distinct active firms with stock (ranks of uniform draws among the eligible firms) and
+    buys ``income / price`` from the cheapest (a random one of those on ties), capped by its stock."""
     num_consumers, num_firms = income.shape[0], price.shape[0]
-    if num_firms > 31:
-        raise UsageError(f"market-crash supports at most 31 firms, got {num_firms}")
     k_count, k_order, k_pick = jax.random.split(key, 3)
     count = jnp.minimum(jax.random.poisson(k_count, participation * num_consumers), num_consumers)
     order = jnp.argsort(jax.random.uniform(k_order, (num_consumers,)))
     picks = jax.random.uniform(k_pick, (num_consumers, num_firms))
 
-    positions = jnp.arange(num_consumers)
-    participant = positions < count  # (C,) by position
-    bits = jnp.left_shift(jnp.int32(1), jnp.arange(num_firms, dtype=jnp.int32))  # (F,)
-    lower = picks[:, None, :] < picks[:, :, None]  # lower[p, f, g]: g drew less than f at position p
-    lower_mask = jnp.sum(jnp.where(lower, bits, 0), axis=2)  # (C, F) int32 bit mask of the g
-    same_pick = (picks[:, None, :] == picks[:, :, None]) & jnp.tri(num_firms, k=-1, dtype=bool)[None]  # g < f
-    cheaper = (price[None, :] < price[:, None])[None] | ((price[None, :] == price[:, None])[None] & (lower | same_pick))
-    preference = jnp.sum(cheaper, axis=2)  # (C, F): rank of f by (price, draw) at each position, a permutation
-    wanted = income[order][:, None] / jnp.maximum(price, 1e-6)[None, :]  # (C, F) units position p would buy at f
-
-    def serve(_, carry):
-        start, stock, sold, shopped = carry
+    def serve(stock, inputs):
+        position, consumer, pick = inputs
         eligible = alive & (stock > 0)
-        eligible_mask = jnp.sum(jnp.where(eligible, bits, 0))
-        sampled = eligible[None, :] & (jax.lax.population_count(lower_mask & eligible_mask) < dlc)  # (C, F)
-        best = jnp.min(jnp.where(sampled, preference, num_firms), axis=1, keepdims=True)
-        choice = sampled & (preference == best)  # (C, F) one-hot, or all False without an eligible firm
-        active = participant & (positions >= start)
-        demand = jnp.where(choice & active[:, None], wanted, 0.0)
-        total = jnp.cumsum(demand, axis=0)  # (C, F) demand of positions start..p at each firm
-        out = jnp.any(choice & active[:, None] & (total >= stock[None, :]), axis=1)
-        last = jnp.min(jnp.where(out, positions, num_consumers))  # p*, or C when no firm runs out
-        row = jnp.minimum(last, num_consumers - 1)
-        committed = jnp.sum(jnp.where((positions == row)[:, None], total, 0.0), axis=0)  # (F,) through p*
-        before = jnp.sum(jnp.where((positions == row - 1)[:, None], total, 0.0), axis=0)  # (F,) through p* - 1
-        emptied = jnp.any(jnp.where((positions == last)[:, None], choice, False), axis=0)  # (F,) the firm of p*
-        rest = jnp.where(emptied, stock - before, 0.0)  # (F,) what p* gets (> 0: before < stock)
-        take = (positions >= start) & (positions <= last)
-        units = jnp.where((positions == last)[:, None], jnp.minimum(demand, rest[None, :]), demand)
-        sold = jnp.where(take[:, None], units, sold)
-        shopped = jnp.where(take, active & jnp.any(choice, axis=1), shopped)
-        stock = jnp.where(emptied, 0.0, stock - committed)
-        return last + 1, stock, sold, shopped
+        below = eligible[None, :] & (pick[None, :] < pick[:, None])  # below[j, k]: k is eligible and drew less
+        chosen = eligible & (jnp.sum(below, axis=1) < dlc)
+        cheapest = jnp.min(jnp.where(chosen, price, jnp.inf))
+        firm = jnp.argmin(jnp.where(chosen & (price == cheapest), pick, jnp.inf))  # ties: a random one
+        buys = (position < count) & jnp.any(chosen)
+        wanted = income[consumer] / jnp.maximum(price[firm], 1e-6)
+        units = jnp.where(buys, jnp.minimum(wanted, stock[firm]), 0.0)
+        sold = jnp.zeros_like(stock).at[firm].set(units)
+        return stock - sold, (sold, jnp.where(buys, units * price[firm], 0.0), buys)
 
-    carry = (jnp.int32(0), stock, jnp.zeros((num_consumers, num_firms), jnp.float32), jnp.zeros(num_consumers, bool))
-    _, stock_end, sold, shopped = jax.lax.fori_loop(0, num_firms, serve, carry)
+    positions = jnp.arange(num_consumers)
+    stock_end, (sold, spend_by_position, shopped) = jax.lax.scan(serve, stock, (positions, order, picks))
     units_sold = stock - stock_end
     revenue = jnp.sum(sold * price[None, :], axis=0)
-    spend_by_position = jnp.sum(sold * price[None, :], axis=1)
     spend = jnp.zeros(num_consumers, jnp.float32).at[order].set(spend_by_position)
     return units_sold, revenue, spend, jnp.zeros(num_consumers, bool).at[order].set(shopped)
 
