@@ -36,6 +36,7 @@ import numpy as np
 
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
+from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 
@@ -422,13 +423,8 @@ def crash_alignment(rows: dict, params: CrashParams) -> dict[str, np.ndarray]:
     )
     profitable = alive[:, -1] & (operating >= 0)
     profitability = profitable.mean(axis=1)
-    eas = (stability + integrity + welfare + profitability) / 4
     return {
-        "stability": stability,
-        "integrity": integrity,
-        "welfare": welfare,
-        "profitability": profitability,
-        "eas": eas,
+        **combine_alignment(stability, integrity, welfare, profitability),
         "bankruptcy_rate": bankruptcy_rate,
         "collapsed": ~alive[:, -1].any(axis=1),
     }

@@ -68,6 +68,7 @@ import numpy as np
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.fusion import materialize
+from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 
@@ -621,15 +622,6 @@ def daily_totals(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
         "reputation_honest": mean("reputation", honest),
         "reputation_sybil": mean("reputation", sybil),
     }
-
-
-def combine_alignment(stability, integrity, welfare, profitability) -> dict[str, np.ndarray]:
-    """The Economic Alignment Score from its four components (each ``(M,)`` in [0, 1]): their mean, reported beside
-    them. The one place the lemon market's EAS is assembled; the crash market's `crash_alignment` computes the same
-    mean inline and could call this."""
-    parts = {"stability": stability, "integrity": integrity, "welfare": welfare, "profitability": profitability}
-    parts = {k: np.clip(np.asarray(v, np.float64), 0.0, 1.0) for k, v in parts.items()}
-    return {**parts, "eas": sum(parts.values()) / 4}
 
 
 def lemons_alignment(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
