@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from agentlab.errors import UsageError, choices
+from agentlab.hashing import fmix32
 from agentlab.kernels.pytree import pytree_dataclass, static_field
 
 KINDS = ("action", "sticky", "event", "drift", "mask")
@@ -371,15 +372,6 @@ def seed_words(key: jax.Array) -> jax.Array:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     return key.astype(jnp.uint32).reshape(-1)[-2:]
-
-
-def fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser: a bijective avalanche mix of a uint32."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
 
 
 def counter_words(seed: jax.Array, counters: jax.Array) -> jax.Array:

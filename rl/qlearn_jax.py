@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.kernels.stochasticity import fmix32
+from agentlab.hashing import fmix32
 from agentlab.rl.qlearn import GOLDEN, LANE_MIX, QLearnConfig, SessionsResult, initial_q, initial_states
 
 

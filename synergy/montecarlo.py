@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.kernels.stochasticity import fmix32
+from agentlab.hashing import fmix32
 
 BITS = 16
 ONE = 1 << BITS
