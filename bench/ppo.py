@@ -34,6 +34,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from agentlab.timing import compile_and_run
+
 REFERENCE = {
     "LR": 5e-3,
     "NUM_ENVS": 64,
@@ -51,16 +53,6 @@ REFERENCE = {
     "ANNEAL_LR": True,
     "DEBUG": False,
 }
-
-
-def timed(fn, *args):
-    """``(result, compile_seconds, run_seconds)`` of a jitted call, blocking on the result."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    result = jax.block_until_ready(compiled(*args))
-    return result, compile_seconds, time.perf_counter() - start
 
 
 def final_return(returns: np.ndarray, fraction: float = 0.05) -> float:
@@ -97,7 +89,7 @@ def run_agentlab(steps: int | None, seed: int, **overrides) -> dict:
         overrides["total_steps"] = steps
     config = PPOConfig(env="breakout", max_episode_steps=1000, updates_per_chunk=1, **overrides)
     learner = PPO(config)
-    (_, metrics), compile_seconds, run_seconds = timed(lambda k: learner.train(k), jax.random.PRNGKey(seed))
+    (_, metrics), compile_seconds, run_seconds = compile_and_run(lambda k: learner.train(k), jax.random.PRNGKey(seed))
     returns = np.asarray(metrics["episode_return"])
     return {
         "steps": config.num_updates * config.batch_size,
@@ -167,7 +159,7 @@ def run_purejaxrl(path: Path, steps: int, seed: int, on_agentlab: bool = False) 
         train = module.make_train({**REFERENCE, "TOTAL_TIMESTEPS": steps})
     finally:
         module.gymnax.make = make
-    out, compile_seconds, run_seconds = timed(train, jax.random.PRNGKey(seed))
+    out, compile_seconds, run_seconds = compile_and_run(train, jax.random.PRNGKey(seed))
     info = out["metrics"]
     done = np.asarray(info["returned_episode"])  # (updates, steps, envs)
     returns = np.asarray(info["returned_episode_returns"])

@@ -17,6 +17,7 @@ import typer
 
 from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail, handle_errors, print_json
 from agentlab.errors import choices
+from agentlab.timing import compile_and_run
 
 app = typer.Typer(
     help="Simulate many episodes of a kernel under a mix of scripted policies: markets (scored by the Economic "
@@ -196,18 +197,6 @@ def _expand(mix: tuple[tuple[str, int], ...], names: tuple[str, ...]) -> list[in
     return [names.index(name) for name, count in mix for _ in range(count)]
 
 
-def _compile_and_run(fn, *args):
-    """``(result, compile_seconds, run_seconds)`` of a jitted function, blocking on the result."""
-    import jax
-
-    tick = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_seconds = time.perf_counter() - tick
-    tick = time.perf_counter()
-    result = jax.block_until_ready(compiled(*args))
-    return result, compile_seconds, time.perf_counter() - tick
-
-
 def run_crash(request: SimulateRequest) -> SimulationResult:
     import jax
     import jax.numpy as jnp
@@ -243,7 +232,7 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
     policy_ids = jnp.asarray(ids, jnp.int32)
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, consumers, days), in_axes=(0, None, None))
-    rows, compile_seconds, run_seconds = _compile_and_run(batched, keys, params, policy_ids)
+    rows, compile_seconds, run_seconds = compile_and_run(batched, keys, params, policy_ids)
     rows = {k: np.asarray(v) for k, v in rows.items()}
     score = crash_alignment(rows, params)
 

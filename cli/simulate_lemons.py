@@ -29,12 +29,12 @@ from agentlab.cli.simulate import (
     SimulateRequest,
     SimulationResult,
     Simulator,
-    _compile_and_run,
     _eas_figure,
     _expand,
     register,
 )
 from agentlab.errors import choices
+from agentlab.timing import compile_and_run
 
 SELLER_NAMES = ("honest", "sybil")
 BUYER_NAMES = ("naive", "guardian", "bayesian")  # == lemons.BUYER_POLICIES (kept here so the CLI imports no JAX)
@@ -93,7 +93,7 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
     days = request.steps or DEFAULT_DAYS
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     fn = batched_simulation(num_sellers, request.dlc, days)
-    rows, compile_seconds, run_seconds = _compile_and_run(fn, keys, params, buyer_ids)
+    rows, compile_seconds, run_seconds = compile_and_run(fn, keys, params, buyer_ids)
     rows = {k: np.asarray(v) for k, v in rows.items()}
     score = lemons_alignment(rows, num_sybil)
     buyer_surplus = rows["surplus"]  # (M, T, B)
