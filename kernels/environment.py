@@ -36,9 +36,9 @@ from typing import Any, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 
+from agentlab.hashing import derive_key  # noqa: F401 (re-exported: part of the kernel API)
 from agentlab.kernels.fusion import materialize
 from agentlab.kernels.spaces import Box, Discrete
-from agentlab.kernels.stochasticity import fmix32
 
 StateT = TypeVar("StateT")
 ParamsT = TypeVar("ParamsT")
@@ -48,24 +48,6 @@ StepResult = tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, Info]
 
 #: `AutoReset` starts the new episode from ``derive_key(step_key, RESET_STREAM)``.
 RESET_STREAM = 0x7E5E7
-
-
-def derive_key(key: jax.Array, tag: int) -> jax.Array:
-    """A new key for the stream `tag` of `key`, like ``jax.random.fold_in`` but from a cheap
-    integer hash of the key's data instead of a threefry block.
-
-    Keys handed to a kernel are already threefry outputs (`split`), so re-mixing their words is
-    enough to decorrelate a derived stream, at a fraction of the cost (the auto-reset key is derived
-    on every step of every lane).
-    """
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    data = jax.random.key_data(key) if typed else key
-    lo, hi = data[..., 0].astype(jnp.uint32), data[..., 1].astype(jnp.uint32)
-    salt = jnp.asarray(tag, jnp.uint32)
-    a = fmix32(lo ^ fmix32(hi + salt * jnp.uint32(0x9E3779B9)))
-    b = fmix32(hi ^ fmix32(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
-    new = jnp.stack([a, b], axis=-1)
-    return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key)) if typed else new.astype(data.dtype)
 
 
 class Environment(abc.ABC, Generic[StateT, ParamsT]):

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from agentlab.errors import UsageError, choices
-from agentlab.hashing import fmix32
+from agentlab.hashing import counter_words, fmix32, seed_words, uniform  # noqa: F401 (re-exported)
 from agentlab.kernels.pytree import pytree_dataclass, static_field
 
 KINDS = ("action", "sticky", "event", "drift", "mask")
@@ -362,29 +362,6 @@ def validate_spec(spec: Spec, event_modes: Iterable[str], blackout_regions: Iter
 # from the step key; `WordStream` hands them out in a fixed (static) order.
 
 
-def seed_words(key: jax.Array) -> jax.Array:
-    """The two uint32 words every draw of a step is derived from: the key's own data.
-
-    A step key is already the output of a threefry hash (`split` or `fold_in`), so its words are
-    used as they are and every draw is a cheap counter-based hash of them (`counter_words`): no
-    further threefry block per step. Raw ``uint32[2]`` keys and typed keys are both accepted.
-    """
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return key.astype(jnp.uint32).reshape(-1)[-2:]
-
-
-def counter_words(seed: jax.Array, counters: jax.Array) -> jax.Array:
-    """uint32 words for the given counters, keyed by a two-word `seed`.
-
-    One threefry block per step gives the seed; each draw is then a cheap, well-mixed hash of the
-    seed and its counter (two MurmurHash3 finalisers), so a step with many draws (Freeway re-draws
-    eight car speeds) costs little more than one with none.
-    """
-    counters = jnp.asarray(counters, jnp.uint32)
-    return fmix32(seed[0] ^ fmix32(seed[1] + counters * jnp.uint32(0x9E3779B9)))
-
-
 #: Counter offsets of the independent streams of one step: the game's own draws, the action and event
 #: profiles' draws, and the observation masks' draws (so adding a profile never changes the game's).
 GAME_STREAM = 0
@@ -426,11 +403,6 @@ class WordStream:
         words = counter_words(self.seed, self.offset + self.index + jnp.arange(n, dtype=jnp.uint32))
         self.index += n
         return words
-
-
-def uniform(word: jax.Array) -> jax.Array:
-    """A float32 uniform in [0, 1) from the top 24 bits of a uint32 word."""
-    return (word >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
 def randint(word: jax.Array, n: int | jax.Array) -> jax.Array:

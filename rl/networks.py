@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentlab import hashing
+
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 
 
@@ -56,7 +58,12 @@ class ActorCritic(nn.Module):
 
 # ---------------------------------------------------------------------------------------- distributions
 def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
-    return jax.random.categorical(key, logits).astype(jnp.int32)
+    """int32 ``logits.shape[:-1]``: one action per row by the Gumbel-max trick, with the Gumbel
+    noise drawn from counter-based words of `key` (`agentlab.hashing`), not threefry: on the CPU a
+    threefry call per rollout step costs more than the policy's forward pass. Actions whose logits
+    are -1e9 (masked) are never drawn."""
+    gumbel = -jnp.log(-jnp.log(hashing.open_uniform(hashing.key_words(key, logits.shape))))
+    return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
 
 
 def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
@@ -75,8 +82,11 @@ def gaussian_split(policy: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def gaussian_sample(key: jax.Array, policy: jax.Array) -> jax.Array:
+    """A draw from the diagonal Gaussian (inverse-CDF standard normals from counter-based words)."""
     mean, log_std = gaussian_split(policy)
-    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    uniform = hashing.open_uniform(hashing.key_words(key, mean.shape))
+    normal = jnp.float32(math.sqrt(2.0)) * jax.lax.erf_inv(2.0 * uniform - 1.0)
+    return mean + jnp.exp(log_std) * normal
 
 
 def gaussian_log_prob(policy: jax.Array, action: jax.Array) -> jax.Array:

@@ -10,6 +10,13 @@ advantages (bootstrapping truncated episodes from ``info["final_observation"]``)
 ``update_epochs x num_minibatches`` clipped-surrogate steps with optax's Adam. Multi-agent kernels are
 trained as independent PPO with one shared network: every agent is a row of the batch. Keys are raw
 ``uint32[2]`` arrays so that the whole learner state saves to ``.npz`` (`agentlab.rl.checkpoint`).
+
+Randomness: each update splits the learner's key with threefry once; every draw inside it is a
+counter-based hash of those keys (`agentlab.hashing`): the action of each step (Gumbel-max), the key
+of each environment at each step (`derive_key`) and each epoch's minibatch order (one sort of
+hashed words). On the CPU, JAX runs a threefry call as a rolled loop of tens of microseconds and
+``jax.random.permutation`` as two sorts; per step and per epoch they were about a tenth of an
+update's work. The draws are tested against their distributions (tests/test_sampling.py).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agentlab import hashing
 from agentlab.errors import UsageError, choices
 from agentlab.kernels import make
 from agentlab.kernels.atari import GAMES
@@ -42,9 +50,10 @@ class PPOConfig:
     The defaults are PureJaxRL's MinAtar settings (64 envs x 128 steps, 4 epochs x 8 minibatches,
     Adam with lr 5e-3 annealed linearly to 0, relu 64x64 MLPs) with two changes measured on Breakout
     (bench/README.md): one shared trunk for actor and critic instead of two MLPs (half the network
-    cost per step), and an entropy bonus of 0.03 instead of 0.01. With PureJaxRL's 0.01 about one
-    seed in three collapsed to a near-deterministic policy stuck at a return of about 7; with 0.03
-    none of the seeds measured did. `agentlab.bench.ppo.PUREJAXRL_SETTINGS` restores PureJaxRL's.
+    cost per step: about 1.5x the training throughput), and an entropy bonus of 0.03 instead of 0.01
+    (chosen when 2 of 7 seeds with 0.01 collapsed to a near-deterministic policy stuck at a return of
+    about 7; with the current random streams neither setting has stalled in 6 seeds, and 6 seeds do
+    not separate 0.01, 0.02 and 0.03). `agentlab.bench.ppo.PUREJAXRL_SETTINGS` restores PureJaxRL's.
     """
 
     env: str = "breakout"  # a registered kernel
@@ -151,7 +160,7 @@ class Transition:
     reward: jax.Array
     terminated: jax.Array  # broadcast to the reward's shape
     truncated: jax.Array
-    final_obs: jax.Array
+    final_value: jax.Array  # value of info["final_observation"] where truncated (bootstraps it), else 0
     finished_return: jax.Array  # return of an episode that ended at this step, else 0
     finished_length: jax.Array
     finished: jax.Array  # bool (num_envs,)
@@ -185,6 +194,31 @@ def gae(
 
     _, advantages = jax.lax.scan(body, jnp.zeros_like(values[0]), (deltas, done), reverse=True)
     return advantages, advantages + values
+
+
+#: Largest batch `shuffle_order` packs into one sort key (see there); larger batches use `argsort`.
+PACKED_SHUFFLE_ROWS = 1 << 13
+
+
+def shuffle_order(key: jax.Array, n: int) -> jax.Array:
+    """int32 ``(n,)``: a random permutation of ``range(n)`` for one epoch's minibatches.
+
+    Each row gets a counter-based uint32 word (`agentlab.hashing`) and rows are ordered by it. Up to
+    `PACKED_SHUFFLE_ROWS` rows, the word's low ``ceil(log2 n)`` bits are replaced by the row's index
+    and the packed words sorted as plain integers: one single-operand sort, about 6x faster on the
+    CPU than the key-and-payload sort of ``argsort`` and 13x faster than
+    ``jax.random.permutation`` (two rounds of it after threefry draws), whose sorts were about a tenth
+    of a PPO update. The cost of packing: rows whose remaining high bits tie (about ``n**3 / 2**33``
+    pairs: 64 of 8192 rows' pairs) come out adjacent in index order instead of a random one. Larger
+    batches sort the full words with the index as payload (ties, probability about
+    ``n**2 / 2**33``, keep index order).
+    """
+    words = hashing.key_words(key, (n,))
+    if n <= PACKED_SHUFFLE_ROWS:
+        mask = jnp.uint32((1 << max(1, (n - 1).bit_length())) - 1)
+        packed = (words & ~mask) | jnp.arange(n, dtype=jnp.uint32)
+        return (jnp.sort(packed) & mask).astype(jnp.int32)
+    return jnp.argsort(words, stable=True).astype(jnp.int32)
 
 
 class PPO:
@@ -280,17 +314,31 @@ class PPO:
     def _rollout(self, state: RunnerState) -> tuple[RunnerState, Transition]:
         cfg = self.config
         step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
+        # One threefry split per rollout; each step's keys are cheap counter-based derivations of it
+        # (agentlab.hashing): the action draw's stream 0 and one stream per environment.
+        key, k_rollout = jax.random.split(state.key)
+        env_streams = jnp.arange(1, cfg.num_envs + 1, dtype=jnp.uint32)
 
-        def one_step(state: RunnerState, _):
-            key, k_act, k_env = jax.random.split(state.key, 3)
+        def one_step(state: RunnerState, t: jax.Array):
+            k_step = hashing.derive_key(k_rollout, t)
             policy, value = self.policy_value(state.params, state.obs)
-            action = self.sample(k_act, policy)
+            action = self.sample(hashing.derive_key(k_step, 0), policy)
             log_prob = self.log_prob(policy, action)
+            env_keys = hashing.derive_key(jnp.broadcast_to(k_step, (cfg.num_envs, *k_step.shape)), env_streams)
             obs, env_state, reward, terminated, truncated, info = step(
-                jax.random.split(k_env, cfg.num_envs), state.env_state, action, self.env_params
+                env_keys, state.env_state, action, self.env_params
             )
             done = terminated | truncated
             per_agent = (lambda x: x[:, None]) if self.env.multi_agent else (lambda x: x)
+            # The value a truncated episode bootstraps from: evaluated only on steps where some
+            # environment was truncated (rare), instead of on every step's final observation.
+            final_value = jax.lax.cond(
+                truncated.any(),
+                lambda: jnp.where(
+                    per_agent(truncated), self.network.apply(state.params, info["final_observation"])[1], 0.0
+                ),
+                lambda: jnp.zeros_like(value),
+            )
             episode_return = state.episode_return + reward
             episode_length = state.episode_length + 1
             transition = Transition(
@@ -301,7 +349,7 @@ class PPO:
                 reward=reward,
                 terminated=jnp.broadcast_to(per_agent(terminated), reward.shape),
                 truncated=jnp.broadcast_to(per_agent(truncated), reward.shape),
-                final_obs=info["final_observation"],
+                final_value=final_value,
                 finished_return=jnp.where(per_agent(done), episode_return, 0.0),
                 finished_length=jnp.where(done, episode_length, 0),
                 finished=done,
@@ -312,11 +360,11 @@ class PPO:
                 obs=obs,
                 episode_return=jnp.where(per_agent(done), 0.0, episode_return),
                 episode_length=jnp.where(done, 0, episode_length),
-                key=key,
             )
             return state, transition
 
-        return jax.lax.scan(one_step, state, None, length=cfg.num_steps)
+        state, traj = jax.lax.scan(one_step, state, jnp.arange(cfg.num_steps, dtype=jnp.uint32))
+        return state.replace(key=key), traj
 
     def _loss(self, params, batch: dict[str, jax.Array]):
         cfg = self.config
@@ -349,9 +397,8 @@ class PPO:
         cfg = self.config
         state, traj = self._rollout(state)
         _, last_value = self.network.apply(state.params, state.obs)
-        _, final_value = self.network.apply(state.params, traj.final_obs)
         next_value = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
-        next_value = jnp.where(traj.truncated, final_value, next_value)
+        next_value = jnp.where(traj.truncated, traj.final_value, next_value)
         done = traj.terminated | traj.truncated
         advantages, returns = gae(traj.reward, traj.value, next_value, traj.terminated, done, cfg.gamma, cfg.gae_lambda)
 
@@ -374,10 +421,9 @@ class PPO:
             batch["mask"] = flat(jnp.broadcast_to(self.action_mask, (*traj.value.shape, self.action_mask.shape[-1])))
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
-        def epoch(carry, _):
-            params, opt_state, key = carry
-            key, k_perm = jax.random.split(key)
-            order = jax.random.permutation(k_perm, rows)
+        def epoch(carry, index):
+            params, opt_state = carry
+            order = shuffle_order(hashing.derive_key(k_epochs, index), rows)
             shuffled = jax.tree.map(lambda x: x[order].reshape(cfg.num_minibatches, -1, *x.shape[1:]), batch)
 
             def minibatch(carry, mb):
@@ -386,12 +432,11 @@ class PPO:
                 updates, opt_state = self.optimizer.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **extras}
 
-            (params, opt_state), info = jax.lax.scan(minibatch, (params, opt_state), shuffled)
-            return (params, opt_state, key), info
+            return jax.lax.scan(minibatch, (params, opt_state), shuffled)
 
         key, k_epochs = jax.random.split(state.key)
-        (params, opt_state, _), info = jax.lax.scan(
-            epoch, (state.params, state.opt_state, k_epochs), None, length=cfg.update_epochs
+        (params, opt_state), info = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jnp.arange(cfg.update_epochs, dtype=jnp.uint32)
         )
         finished = traj.finished.sum()
         episodes = jnp.maximum(finished, 1)

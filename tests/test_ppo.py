@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from agentlab import hashing
 from agentlab.errors import UsageError
 from agentlab.rl import checkpoint, training
 from agentlab.rl.ppo import PPO, PPOConfig, gae, seed_keys
@@ -191,3 +192,26 @@ def test_policies_never_take_an_action_their_role_forbids():
     assert (actions[..., 1:] == learner.env.num_choices - 1).any()  # followers may
     greedy = jax.jit(lambda p, o: learner.act(p, jax.random.PRNGKey(0), o, greedy=True))(state.params, state.obs)
     assert (np.asarray(greedy)[:, 0] != learner.env.num_choices - 1).all()
+
+
+def test_rollout_bootstraps_truncated_steps_from_the_value_of_the_final_observation():
+    """A rollout keeps, for each truncated step, the value of ``info["final_observation"]`` (the
+    observation before the auto-reset) and 0 elsewhere. Reference: the same steps replayed here from
+    the rollout's documented keys and actions, with the final observations evaluated directly."""
+    learner = PPO(PPOConfig(env="catch", max_episode_steps=3, num_envs=6, num_steps=10, num_minibatches=2))
+    state = learner.init(jax.random.PRNGKey(4))
+    _, traj = jax.jit(learner._rollout)(state)
+    truncated = np.asarray(traj.truncated)
+    assert truncated.any() and not truncated.all()
+
+    _, k_rollout = jax.random.split(state.key)
+    env_state, expected = state.env_state, []
+    step = jax.jit(jax.vmap(learner.env.step, in_axes=(0, 0, 0, None)))
+    for t in range(10):
+        k_step = hashing.derive_key(k_rollout, jnp.uint32(t))
+        keys = hashing.derive_key(jnp.broadcast_to(k_step, (6, 2)), jnp.arange(1, 7, dtype=jnp.uint32))
+        _, env_state, _, _, trunc, info = step(keys, env_state, traj.action[t], learner.env_params)
+        np.testing.assert_array_equal(np.asarray(trunc), truncated[t])
+        _, final = learner.network.apply(state.params, info["final_observation"])
+        expected.append(np.where(np.asarray(trunc), np.asarray(final), 0.0))
+    np.testing.assert_allclose(np.asarray(traj.final_value), np.stack(expected), rtol=1e-6, atol=1e-7)

@@ -1,0 +1,117 @@
+"""PPO's counter-based random draws: actions (Gumbel-max), Gaussian actions, minibatch orders and
+per-lane derived keys, checked against their distributions and against per-lane loops."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentlab.hashing import derive_key, key_words, open_uniform
+from agentlab.rl import networks as nets
+from agentlab.rl.ppo import shuffle_order
+
+categorical = jax.jit(nets.categorical_sample)
+gaussian = jax.jit(nets.gaussian_sample)
+
+
+def _binomial_ok(counts: np.ndarray, probs: np.ndarray, draws: int, sigmas: float = 5.0) -> bool:
+    expected = probs * draws
+    sd = np.sqrt(draws * probs * (1 - probs)) + 1e-9
+    return bool(np.all(np.abs(counts - expected) <= sigmas * sd + 1))
+
+
+def test_categorical_draws_follow_the_softmax_and_never_a_masked_action():
+    logits = jnp.array([0.5, -1.0, 2.0, 0.0, -1e9, 1.0], jnp.float32)
+    rows = 60_000
+    actions = np.asarray(categorical(jax.random.PRNGKey(3), jnp.broadcast_to(logits, (rows, 6))))
+    counts = np.bincount(actions, minlength=6)
+    probs = np.asarray(jax.nn.softmax(logits))
+    assert counts[4] == 0  # masked
+    assert _binomial_ok(counts, probs, rows)
+
+
+def test_categorical_rows_and_keys_draw_independently():
+    uniform = jnp.zeros((40_000, 2), jnp.float32)  # fair coin per row
+    a = np.asarray(categorical(jax.random.PRNGKey(0), uniform))
+    b = np.asarray(categorical(jax.random.PRNGKey(1), uniform))
+    assert abs(a.mean() - 0.5) < 0.01 and abs(b.mean() - 0.5) < 0.01
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.03  # neighbouring rows
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03  # two keys
+    np.testing.assert_array_equal(a, np.asarray(categorical(jax.random.PRNGKey(0), uniform)))  # determinism
+
+
+def test_gaussian_draws_have_the_policys_mean_and_standard_deviation():
+    rows = 50_000
+    mean = jnp.array([1.5, -2.0], jnp.float32)
+    log_std = jnp.log(jnp.array([0.5, 2.0], jnp.float32))
+    policy = jnp.broadcast_to(jnp.concatenate([mean, log_std]), (rows, 4))
+    x = np.asarray(gaussian(jax.random.PRNGKey(7), policy))
+    assert np.all(np.isfinite(x))
+    np.testing.assert_allclose(x.mean(axis=0), mean, atol=4 * 2.0 / np.sqrt(rows))
+    np.testing.assert_allclose(x.std(axis=0), [0.5, 2.0], rtol=0.02)
+    # standardised draws: the normal's quartiles
+    z = (x[:, 0] - 1.5) / 0.5
+    np.testing.assert_allclose(np.quantile(z, [0.25, 0.5, 0.75]), [-0.6745, 0.0, 0.6745], atol=0.03)
+
+
+def test_open_uniform_is_strictly_inside_the_unit_interval():
+    words = jnp.array([0, 255, 256, 2**32 - 1], jnp.uint32)
+    u = np.asarray(open_uniform(words))
+    assert np.all(u > 0) and np.all(u < 1)
+    assert np.isfinite(np.log(-np.log(u))).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.one_of(st.integers(1, 3000), st.sampled_from([8191, 8192, 8193, 20_000])), seed=st.integers(0, 2**31 - 1))
+def test_shuffle_order_is_a_permutation(n, seed):
+    order = np.asarray(shuffle_order(jax.random.PRNGKey(seed), n))
+    assert order.dtype == np.int32
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+
+
+def test_shuffle_order_puts_each_row_anywhere_with_equal_chance():
+    n, trials = 8, 8000
+    keys = jax.vmap(lambda i: derive_key(jax.random.PRNGKey(11), i))(jnp.arange(trials))
+    orders = np.asarray(jax.vmap(lambda k: shuffle_order(k, n))(keys))
+    for row in range(n):
+        position = np.argmax(orders == row, axis=1)
+        counts = np.bincount(position, minlength=n)
+        assert _binomial_ok(counts, np.full(n, 1 / n), trials)
+    # and not always the same permutation pattern: many distinct orders among 8! possible
+    assert len({tuple(o) for o in orders}) > 0.9 * trials
+
+
+def test_shuffle_order_spreads_a_ppo_batch_evenly_over_its_minibatches():
+    """8192 rows (the packed sort) into 8 minibatches: consecutive rows (one rollout step's
+    environments) are no likelier than any other pair to share a minibatch."""
+    orders = [np.asarray(shuffle_order(derive_key(jax.random.PRNGKey(2), i), 8192)) for i in range(4)]
+    for order in orders:
+        minibatch = np.empty(8192, np.int64)
+        minibatch[order] = np.arange(8192) // 1024
+        same = (minibatch[:-1] == minibatch[1:]).mean()
+        assert abs(same - 1023 / 8191) < 0.02, same  # chance that a given other row shares one's minibatch
+        assert np.all(np.bincount(minibatch[:64], minlength=8) <= 20)  # one step's 64 environments
+    assert not np.array_equal(orders[0], orders[1])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), lanes=st.integers(1, 33))
+def test_derive_key_on_a_batch_equals_a_loop_over_lanes(seed, lanes):
+    key = jax.random.PRNGKey(seed)
+    tags = jnp.arange(1, lanes + 1, dtype=jnp.uint32)
+    batch = np.asarray(derive_key(jnp.broadcast_to(key, (lanes, 2)), tags))
+    for lane in range(lanes):
+        np.testing.assert_array_equal(batch[lane], np.asarray(derive_key(key, lane + 1)))
+    assert len({tuple(k) for k in batch}) == lanes
+
+
+def test_key_words_match_counter_words_in_row_major_order():
+    from agentlab.hashing import counter_words, seed_words
+
+    key = jax.random.PRNGKey(5)
+    words = np.asarray(key_words(key, (3, 4)))
+    flat = np.asarray(counter_words(seed_words(key), jnp.arange(12, dtype=jnp.uint32)))
+    np.testing.assert_array_equal(words.reshape(-1), flat)
