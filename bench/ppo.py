@@ -77,7 +77,7 @@ PUREJAXRL_SETTINGS = {
     "max_grad_norm": 0.5,
     "hidden": (64, 64),
     "activation": "relu",
-    "shared_trunk": False,
+    "shared_layers": 0,
 }
 
 

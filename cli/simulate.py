@@ -123,8 +123,23 @@ def _command_for(simulator: Simulator) -> Callable[..., None]:
             ),
         ] = simulator.default_buyers,
         dlc: Annotated[int, typer.Option("--dlc", help="Discovery limit: listings or firms each buyer compares.")] = 3,
-        markets: Annotated[int, typer.Option("--markets", help="Independent markets simulated at once.")] = 1024,
-        steps: Annotated[int, typer.Option("--steps", help="Days (steps) per market; 0: the kernel's default.")] = 0,
+        markets: Annotated[
+            int,
+            typer.Option(
+                "--episodes",
+                "--markets",
+                "--events",
+                help="Independent episodes simulated at once (markets; grid events).",
+            ),
+        ] = 1024,
+        steps: Annotated[
+            int,
+            typer.Option(
+                "--steps",
+                "--deadline",
+                help="Steps per episode (market days; a grid event's deadline in rounds); 0: the kernel's default.",
+            ),
+        ] = 0,
         param: Annotated[str, typer.Option("--param", help="Numeric params overrides, e.g. shock_day=25.")] = "",
         seed: Seed = 0,
         out: Out = None,
@@ -133,9 +148,9 @@ def _command_for(simulator: Simulator) -> Callable[..., None]:
         quiet: Quiet = False,
     ) -> None:
         if markets < 1:
-            fail(f"--markets must be at least 1, got {markets}")
+            fail(f"--episodes (--markets, --events) must be at least 1, got {markets}")
         if steps < 0:
-            fail(f"--steps must be >= 0, got {steps}")
+            fail(f"--steps (--deadline) must be >= 0, got {steps}")
         if dlc < 1:
             fail(f"--dlc must be at least 1, got {dlc}")
         request = SimulateRequest(

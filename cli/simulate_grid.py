@@ -1,10 +1,11 @@
 """`agentlab simulate grid-curtailment`: many shortfall events under a mix of scripted participants.
 
-    agentlab simulate grid-curtailment --policies solver:2,bounded:3 --markets 4096 --steps 6 --param shortfall=0.1
+    agentlab simulate grid-curtailment --policies solver:2,bounded:3 --events 4096 --deadline 6 --param shortfall=0.1
 
 Flags of the shared `simulate` command, read for this kernel: ``--policies`` the participants' families (one
-participant per count, classes cycling critical, residential, commercial, industrial, interruptible), ``--markets``
-the number of independent events, ``--steps`` the deadline in rounds (0: the kernel's 6), ``--param`` numeric
+participant per count, classes cycling critical, residential, commercial, industrial, interruptible), ``--events``
+(alias of ``--episodes``) the number of independent events, ``--deadline`` (alias of ``--steps``) the deadline in
+rounds (0: the kernel's 6), ``--param`` numeric
 overrides: any scalar `GridParams` or `PolicyParams` field, ``shortfall`` (sets both ends of the shortfall range),
 ``load_<class>`` (MW) and ``voll_<class>`` ($/MWh). ``--dlc`` and ``--buyers`` do not apply.
 
@@ -171,6 +172,7 @@ register(
         headline=("compromise_rate", "authority_rate", "automatic_rate"),
         description="Emergency load-shedding negotiation after a generator trip (Andric 2026): outcome shares "
         "(compromise / authority decision / automatic shedding), VoLL cost, frequency, entropy and concession arcs. "
-        "--markets: events; --steps: deadline (rounds); --param: e.g. shortfall=0.1,temperature=0.5,load_critical=900.",
+        "--events (--episodes): independent events; --deadline (--steps): rounds; --param: e.g. "
+        "shortfall=0.1,temperature=0.5,load_critical=900.",
     )
 )

@@ -3,7 +3,8 @@
 `ActorCritic` maps an observation of any shape (flattened, bool or float) to policy parameters and a
 value: logits ``(..., num_actions)`` for a discrete policy, or a mean ``(..., action_dim)`` with a
 state-independent log standard deviation for a Gaussian one. Separate actor and critic MLPs by
-default (PureJaxRL's layout); ``shared=True`` gives one trunk with two heads.
+default (PureJaxRL's layout); ``shared_layers=k`` shares the first k hidden layers (a trunk), after
+which actor and critic each have their own layers and head.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ActorCritic(nn.Module):
     continuous: bool = False
     hidden: Sequence[int] = (64, 64)
     activation: str = "relu"
-    shared: bool = False
+    shared_layers: int = 0  # leading hidden layers the actor and critic share (0: two separate MLPs)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -41,13 +42,14 @@ class ActorCritic(nn.Module):
         batch = obs.shape[: obs.ndim - self.obs_ndim]
         x = obs.reshape(*batch, -1).astype(jnp.float32)
 
-        def mlp(h: jax.Array) -> jax.Array:
-            for width in self.hidden:
+        def mlp(h: jax.Array, widths: Sequence[int]) -> jax.Array:
+            for width in widths:
                 h = act(_dense(width, math.sqrt(2))(h))
             return h
 
-        actor = mlp(x)
-        critic = actor if self.shared else mlp(x)
+        trunk = mlp(x, self.hidden[: self.shared_layers])
+        actor = mlp(trunk, self.hidden[self.shared_layers :])
+        critic = mlp(trunk, self.hidden[self.shared_layers :])
         policy = _dense(self.num_outputs, 0.01)(actor)
         value = _dense(1, 1.0)(critic)[..., 0]
         if self.continuous:

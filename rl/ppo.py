@@ -74,7 +74,7 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
-    shared_trunk: bool = True  # PureJaxRL: separate actor and critic MLPs
+    shared_layers: int = 2  # leading hidden layers actor and critic share; PureJaxRL: 0 (separate MLPs)
     seeds: int = 1  # seeds trained side by side (vmap)
     seed: int = 0  # seed s of the K trained is seed + s
     updates_per_chunk: int = 8  # updates per jitted call (progress, checkpoints and resume happen between)
@@ -123,6 +123,12 @@ class PPOConfig:
             raise UsageError(f"unknown activation {self.activation!r}: valid values are {choices(nets.ACTIVATIONS)}")
         if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
             raise UsageError(f"hidden must be a list of positive layer widths, got {self.hidden!r}")
+        if isinstance(self.shared_layers, bool) or not isinstance(self.shared_layers, int):
+            raise UsageError(f"shared_layers must be an integer, got {self.shared_layers!r}")
+        if not 0 <= self.shared_layers <= len(self.hidden):
+            raise UsageError(
+                f"shared_layers must lie in [0, {len(self.hidden)}] (the hidden layers), got {self.shared_layers}"
+            )
         if self.env not in GAMES and self.stochasticity not in ("plain", "", "none"):
             raise UsageError(f"{self.env} has no stochasticity profiles: use --stochasticity plain")
         make_env(self)  # an unknown kernel or a bad stochasticity string raises here
@@ -238,7 +244,7 @@ class PPO:
             continuous=not self.discrete,
             hidden=tuple(config.hidden),
             activation=config.activation,
-            shared=config.shared_trunk,
+            shared_layers=config.shared_layers,
         )
         steps_per_update = config.update_epochs * config.num_minibatches
         if config.anneal_lr:

@@ -48,6 +48,8 @@ def config_from_record(record: dict[str, Any]) -> PPOConfig:
     values = {k: v for k, v in record.items() if k in fields}
     if "hidden" in values:
         values["hidden"] = tuple(values["hidden"])
+    if "shared_trunk" in record and "shared_layers" not in record:  # run directories of agentlab <= 0.1.0
+        values["shared_layers"] = len(values.get("hidden", PPOConfig.hidden)) if record["shared_trunk"] else 0
     return PPOConfig(**values)
 
 

@@ -358,7 +358,7 @@ def test_cli_simulate_writes_a_run_directory(tmp_path):
     from agentlab.cli.app import app
 
     out = tmp_path / "run"
-    args = ["simulate", "grid-curtailment", "--policies", "solver:2,bounded:3", "--markets", "32", "--steps", "4"]
+    args = ["simulate", "grid-curtailment", "--policies", "solver:2,bounded:3", "--events", "32", "--deadline", "4"]
     result = CliRunner().invoke(app, [*args, "--param", "shortfall=0.05", "--out", str(out), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
     summary = orjson.loads((out / "summary.json").read_bytes())

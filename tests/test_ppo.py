@@ -123,6 +123,29 @@ def test_config_validation_names_the_bad_field():
         PPOConfig(env="pong").validate()
     with pytest.raises(UsageError, match="less than one update"):
         PPOConfig(total_steps=10).validate()
+    with pytest.raises(UsageError, match=r"shared_layers must lie in \[0, 2\]"):
+        PPOConfig(shared_layers=3).validate()
+
+
+def test_shared_layers_share_exactly_the_leading_hidden_layers():
+    """0: two separate MLPs (PureJaxRL's 2 x (400x64 + 64x64) + heads); k: one trunk of k layers."""
+    obs = jnp.zeros((1, 10, 10, 4), bool)
+    sizes = {}
+    for k in (0, 1, 2):
+        network = PPO(PPOConfig(shared_layers=k)).network
+        params = network.init(jax.random.PRNGKey(0), obs)
+        sizes[k] = sum(x.size for x in jax.tree.leaves(params))
+    first, second, heads = 400 * 64 + 64, 64 * 64 + 64, (64 * 3 + 3) + (64 + 1)
+    assert sizes[0] == 2 * (first + second) + heads
+    assert sizes[1] == first + 2 * second + heads
+    assert sizes[2] == first + second + heads
+
+
+def test_run_directories_written_with_shared_trunk_resume_with_the_same_network():
+    from agentlab.rl.training import config_from_record
+
+    assert config_from_record({"env": "catch", "shared_trunk": True, "hidden": [32, 32, 32]}).shared_layers == 3
+    assert config_from_record({"env": "catch", "shared_trunk": False}).shared_layers == 0
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
