@@ -50,7 +50,7 @@ class PPOConfig:
     The defaults are PureJaxRL's MinAtar settings (64 envs x 128 steps, 4 epochs x 8 minibatches,
     Adam with lr 5e-3 annealed linearly to 0, relu 64x64 MLPs) with two changes measured on Breakout
     (bench/README.md): one shared trunk for actor and critic instead of two MLPs (half the network
-    cost per step: about 1.5x the training throughput), and an entropy bonus of 0.03 instead of 0.01
+    cost per step: 1.3-1.4x the training throughput), and an entropy bonus of 0.03 instead of 0.01
     (chosen when 2 of 7 seeds with 0.01 collapsed to a near-deterministic policy stuck at a return of
     about 7; with the current random streams neither setting has stalled in 6 seeds, and 6 seeds do
     not separate 0.01, 0.02 and 0.03). `agentlab.bench.ppo.PUREJAXRL_SETTINGS` restores PureJaxRL's.
@@ -215,7 +215,7 @@ def shuffle_order(key: jax.Array, n: int) -> jax.Array:
     CPU than the key-and-payload sort of ``argsort`` and 13x faster than
     ``jax.random.permutation`` (two rounds of it after threefry draws), whose sorts were about a tenth
     of a PPO update. The cost of packing: rows whose remaining high bits tie (about ``n**3 / 2**33``
-    pairs: 64 of 8192 rows' pairs) come out adjacent in index order instead of a random one. Larger
+    pairs; 64 pairs among 8192 rows) come out adjacent in index order instead of a random one. Larger
     batches sort the full words with the index as payload (ties, probability about
     ``n**2 / 2**33``, keep index order).
     """
