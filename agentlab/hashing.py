@@ -9,6 +9,8 @@ threefry block (which JAX's CPU backend runs as a rolled loop: tens of microseco
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -59,10 +61,7 @@ def open_uniform(word: jax.Array) -> jax.Array:
 
 def key_words(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 `shape`: one counter-based word per element, from a raw ``uint32[2]`` (or typed) key."""
-    size = 1
-    for n in shape:
-        size *= n
-    return counter_words(seed_words(key), jnp.arange(size, dtype=jnp.uint32)).reshape(shape)
+    return counter_words(seed_words(key), jnp.arange(math.prod(shape), dtype=jnp.uint32)).reshape(shape)
 
 
 def derive_key(key: jax.Array, tag: int | jax.Array) -> jax.Array:
