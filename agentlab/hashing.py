@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.extend.random
 import jax.numpy as jnp
 
 
@@ -27,9 +28,10 @@ def fmix32(h: jax.Array) -> jax.Array:
 def seed_words(key: jax.Array) -> jax.Array:
     """The two uint32 words every draw of a step is derived from: the key's own data.
 
-    A step key is already the output of a threefry hash (`split` or `fold_in`), so its words are
-    used as they are and every draw is a cheap counter-based hash of them (`counter_words`): no
-    further threefry block per step. Raw ``uint32[2]`` keys and typed keys are both accepted.
+    A step key is already the output of a mixing hash (threefry's `split` or `fold_in`, or this
+    module's `derive_key` and `split_key`), so its words are used as they are and every draw is a
+    cheap counter-based hash of them (`counter_words`): no further threefry block per step.
+    Raw ``uint32[2]`` keys and typed keys are both accepted.
     """
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
@@ -68,8 +70,8 @@ def derive_key(key: jax.Array, tag: int | jax.Array) -> jax.Array:
     """A new key for the stream `tag` of `key`, like ``jax.random.fold_in`` but from a cheap
     integer hash of the key's data instead of a threefry block.
 
-    Keys handed to a kernel are already threefry outputs (`split`), so re-mixing their words is
-    enough to decorrelate a derived stream, at a fraction of the cost (the auto-reset key is derived
+    Keys handed to a kernel are already mixed (threefry's `split`, or `split_key`), so re-mixing
+    their words is enough to decorrelate a derived stream, at a fraction of the cost (the auto-reset key is derived
     on every step of every lane). `key` may be a batch ``(..., 2)`` and `tag` an array that
     broadcasts against it (one stream per lane).
     """
@@ -81,3 +83,48 @@ def derive_key(key: jax.Array, tag: int | jax.Array) -> jax.Array:
     b = fmix32(hi ^ fmix32(a + salt * jnp.uint32(0x85EBCA6B) + jnp.uint32(1)))
     new = jnp.stack([a, b], axis=-1)
     return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key)) if typed else new.astype(data.dtype)
+
+
+# ------------------------------------------------------------------------------ a JAX PRNG on the hash
+def _hash_seed(seed: jax.Array) -> jax.Array:
+    """uint32[2] key data from an integer seed (the low and, for 64-bit seeds, high word)."""
+    seed = jnp.asarray(seed)
+    low = seed.astype(jnp.uint32)
+    high = (seed >> 32).astype(jnp.uint32) if seed.dtype.itemsize == 8 else jnp.zeros((), jnp.uint32)
+    return jnp.stack([fmix32(low ^ fmix32(high + jnp.uint32(0x9E3779B9))), fmix32(high ^ jnp.uint32(0x85EBCA6B))])
+
+
+def _hash_split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    streams = jnp.arange(math.prod(shape), dtype=jnp.uint32)
+    return derive_key(jnp.broadcast_to(key, (streams.size, 2)), streams).reshape(*shape, 2)
+
+
+def _hash_random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    if bit_width == 64:
+        words = key_words(key, (*shape, 2)).astype(jnp.uint64)
+        return (words[..., 0] << 32) | words[..., 1]
+    words = key_words(key, shape)
+    return words if bit_width == 32 else (words >> (32 - bit_width)).astype(jnp.dtype(f"uint{bit_width}"))
+
+
+#: A JAX PRNG implementation on the counter hash (``jax.random.wrap_key_data(data, impl=HASH_PRNG)``):
+#: `split`, `fold_in` and `random_bits` are a few integer multiplies instead of threefry blocks,
+#: which JAX's CPU backend compiles as separate rolled loops (about a quarter of a second of XLA
+#: compile time each). For draws made once per run where compile time dominates (a network's
+#: initial weights: flax folds a key in per layer and draws each kernel), not for long streams of
+#: statistics-critical draws.
+HASH_PRNG = jax.extend.random.define_prng_impl(
+    key_shape=(2,),
+    seed=_hash_seed,
+    split=_hash_split,
+    random_bits=_hash_random_bits,
+    fold_in=derive_key,
+    name="agentlab_hash",
+    tag="ahash",
+)
+
+
+def split_key(key: jax.Array, num: int = 2) -> jax.Array:
+    """``num`` new raw keys ``(num, 2)`` from a raw ``uint32[2]`` key: `derive_key` streams 0..num-1,
+    the counter-hash counterpart of ``jax.random.split`` (no threefry block to compile or run)."""
+    return _hash_split(seed_words(key), (num,)).astype(jnp.asarray(key).dtype)

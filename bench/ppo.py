@@ -34,6 +34,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from agentlab import compiler
 from agentlab.timing import compile_and_run
 
 REFERENCE = {
@@ -89,7 +90,9 @@ def run_agentlab(steps: int | None, seed: int, **overrides) -> dict:
         overrides["total_steps"] = steps
     config = PPOConfig(env="breakout", max_episode_steps=1000, updates_per_chunk=1, **overrides)
     learner = PPO(config)
-    (_, metrics), compile_seconds, run_seconds = compile_and_run(lambda k: learner.train(k), jax.random.PRNGKey(seed))
+    (_, metrics), compile_seconds, run_seconds = compile_and_run(
+        lambda k: learner.train(k), jax.random.PRNGKey(seed), compiler_options=compiler.options()
+    )
     returns = np.asarray(metrics["episode_return"])
     return {
         "steps": config.num_updates * config.batch_size,

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from agentlab import compiler
 from agentlab.errors import UsageError
 from agentlab.kernels import make
 from agentlab.kernels.atari import GAMES
@@ -83,7 +84,7 @@ def make_episode_returns(learner: PPO, spec: str, episodes: int, greedy: bool = 
         (_, _, _, total), _ = jax.lax.scan(body, init, jax.random.split(k_steps, limit))
         return total
 
-    return jax.jit(run)
+    return compiler.jit(run)
 
 
 def evaluate(learner: PPO, params: Any, grid: list[str], episodes: int, seed: int = 0, greedy: bool = False):

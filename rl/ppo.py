@@ -11,12 +11,15 @@ advantages (bootstrapping truncated episodes from ``info["final_observation"]``)
 trained as independent PPO with one shared network: every agent is a row of the batch. Keys are raw
 ``uint32[2]`` arrays so that the whole learner state saves to ``.npz`` (`agentlab.rl.checkpoint`).
 
-Randomness: each update splits the learner's key with threefry once; every draw inside it is a
-counter-based hash of those keys (`agentlab.hashing`): the action of each step (Gumbel-max), the key
-of each environment at each step (`derive_key`) and each epoch's minibatch order (one sort of
-hashed words). On the CPU, JAX runs a threefry call as a rolled loop of tens of microseconds and
-``jax.random.permutation`` as two sorts; per step and per epoch they were about a tenth of an
-update's work. The draws are tested against their distributions (tests/test_sampling.py).
+Randomness: every draw is a counter-based hash (`agentlab.hashing`) of the seed's key: the
+initial weights (flax through the `HASH_PRNG` implementation), the environments' first keys, each
+update's rollout and epoch keys (`split_key` of the learner's key), the action of each step
+(Gumbel-max), the key of each environment at each step (`derive_key`) and each epoch's minibatch
+order (one sort of hashed words). On the CPU, JAX runs a threefry call as a rolled loop of tens of
+microseconds and compiles each call site separately (about a quarter of a second each), and
+``jax.random.permutation`` as two sorts: per step and per epoch they were about a tenth of an
+update's work, and the threefry call sites about a quarter of the compile time. The draws are tested
+against their distributions (tests/test_sampling.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agentlab import hashing
+from agentlab import compiler, hashing
 from agentlab.errors import UsageError, choices
 from agentlab.kernels import make
 from agentlab.kernels.atari import GAMES
@@ -289,10 +292,13 @@ class PPO:
     def init(self, key: jax.Array) -> RunnerState:
         """A fresh learner state from a raw ``uint32[2]`` key."""
         cfg = self.config
-        key, k_net, k_env = jax.random.split(key, 3)
+        key, k_net, k_env = hashing.split_key(key, 3)
         reset = jax.vmap(self.env.reset, in_axes=(0, None))
-        obs, env_state = reset(jax.random.split(k_env, cfg.num_envs), self.env_params)
-        params = self.network.init(k_net, obs[:1])
+        obs, env_state = reset(hashing.split_key(k_env, cfg.num_envs), self.env_params)
+        # The initial weights come from the counter hash, not threefry: flax folds the key in per
+        # layer and draws each kernel, and each threefry call is a separately compiled loop (about
+        # a second of compile time for four layers, against microseconds of work).
+        params = self.network.init(jax.random.wrap_key_data(hashing.seed_words(k_net), impl=hashing.HASH_PRNG), obs[:1])
         reward_shape = (cfg.num_envs, self.env.num_agents) if self.env.multi_agent else (cfg.num_envs,)
         return RunnerState(
             params=params,
@@ -312,7 +318,7 @@ class PPO:
         the orthogonal initialiser's QR decompositions side by side) hangs JAX 0.10's CPU runtime
         with two or more seeds. Training itself is `vmap`-ed over seeds.
         """
-        init = jax.jit(self.init)
+        init = compiler.jit(self.init)
         states = [init(key) for key in keys]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
@@ -320,9 +326,9 @@ class PPO:
     def _rollout(self, state: RunnerState) -> tuple[RunnerState, Transition]:
         cfg = self.config
         step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
-        # One threefry split per rollout; each step's keys are cheap counter-based derivations of it
+        # One key per rollout; each step's keys are cheap counter-based derivations of it
         # (agentlab.hashing): the action draw's stream 0 and one stream per environment.
-        key, k_rollout = jax.random.split(state.key)
+        key, k_rollout = hashing.split_key(state.key)
         env_streams = jnp.arange(1, cfg.num_envs + 1, dtype=jnp.uint32)
 
         def one_step(state: RunnerState, t: jax.Array):
@@ -440,7 +446,7 @@ class PPO:
 
             return jax.lax.scan(minibatch, (params, opt_state), shuffled)
 
-        key, k_epochs = jax.random.split(state.key)
+        key, k_epochs = hashing.split_key(state.key)
         (params, opt_state), info = jax.lax.scan(
             epoch, (state.params, state.opt_state), jnp.arange(cfg.update_epochs, dtype=jnp.uint32)
         )

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from agentlab import rundir
+from agentlab import compiler, rundir
 from agentlab.errors import UsageError
 from agentlab.rl import checkpoint
 from agentlab.rl.ppo import PPO, PPOConfig, seed_keys
@@ -82,7 +82,7 @@ def train(
     import polars as pl
 
     learner = PPO(config)
-    chunk = jax.jit(jax.vmap(learner.chunk))
+    chunk = compiler.jit(jax.vmap(learner.chunk))
     state = learner.init_seeds(seed_keys(config))
     rows: list[dict[str, Any]] = []
     wall_offset = compile_offset = 0.0

@@ -227,7 +227,7 @@ def test_rollout_bootstraps_truncated_steps_from_the_value_of_the_final_observat
     truncated = np.asarray(traj.truncated)
     assert truncated.any() and not truncated.all()
 
-    _, k_rollout = jax.random.split(state.key)
+    _, k_rollout = hashing.split_key(state.key)
     env_state, expected = state.env_state, []
     step = jax.jit(jax.vmap(learner.env.step, in_axes=(0, 0, 0, None)))
     for t in range(10):

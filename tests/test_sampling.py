@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlab.hashing import derive_key, key_words, open_uniform
+from agentlab.hashing import HASH_PRNG, derive_key, key_words, open_uniform, split_key
 from agentlab.rl import networks as nets
-from agentlab.rl.ppo import shuffle_order
+from agentlab.rl.ppo import PPO, PPOConfig, shuffle_order
 
 categorical = jax.jit(nets.categorical_sample)
 gaussian = jax.jit(nets.gaussian_sample)
@@ -115,3 +115,51 @@ def test_key_words_match_counter_words_in_row_major_order():
     words = np.asarray(key_words(key, (3, 4)))
     flat = np.asarray(counter_words(seed_words(key), jnp.arange(12, dtype=jnp.uint32)))
     np.testing.assert_array_equal(words.reshape(-1), flat)
+
+
+# -- HASH_PRNG and split_key: the counter hash behind the initial weights and the per-update keys
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), num=st.integers(1, 50))
+def test_split_key_gives_distinct_keys_equal_to_the_prng_impls_split(seed, num):
+    raw = jax.random.PRNGKey(seed)
+    keys = np.asarray(split_key(raw, num))
+    assert keys.shape == (num, 2) and keys.dtype == np.uint32
+    assert len({tuple(k) for k in keys}) == num  # and none equals its parent
+    assert not any((k == np.asarray(raw)).all() for k in keys)
+    typed = jax.random.split(jax.random.wrap_key_data(raw, impl=HASH_PRNG), num)
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(typed)), keys)
+    for i in range(num):  # stream i of the parent, one lane at a time
+        np.testing.assert_array_equal(keys[i], np.asarray(derive_key(raw, jnp.uint32(i))))
+
+
+def test_hash_prng_draws_have_the_moments_and_ranges_of_jax_random():
+    key = jax.random.key(11, impl=HASH_PRNG)
+    normal = np.asarray(jax.random.normal(key, (200_000,)))
+    assert abs(normal.mean()) < 0.01 and abs(normal.std() - 1) < 0.01
+    assert abs(np.mean(np.abs(normal) < 1) - 0.6827) < 0.005  # the normal's one-sigma mass
+    uniform = np.asarray(jax.random.uniform(jax.random.fold_in(key, 3), (200_000,)))
+    assert uniform.min() >= 0 and uniform.max() < 1 and abs(uniform.mean() - 0.5) < 0.005
+    for dtype in (jnp.uint8, jnp.uint16):
+        bits = np.asarray(jax.random.bits(key, (100_000,), dtype))
+        top = np.iinfo(dtype).max
+        assert bits.dtype == dtype and bits.max() > 0.99 * top and abs(bits.mean() / top - 0.5) < 0.01
+    folded = [tuple(np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))) for i in range(100)]
+    assert len(set(folded)) == 100
+
+
+def test_initial_kernels_are_orthogonal_with_each_layers_gain():
+    """PPO's network starts from orthogonal kernels (gains sqrt 2 for hidden layers, 0.01 for the
+    policy head, 1 for the value head) and zero biases, drawn from the hash PRNG; different seeds
+    give different weights."""
+    learner = PPO(PPOConfig(env="breakout", num_envs=2, num_steps=4, num_minibatches=1, shared_layers=0))
+    params = jax.jit(learner.init)(jax.random.PRNGKey(0)).params["params"]
+    other = jax.jit(learner.init)(jax.random.PRNGKey(1)).params["params"]
+    gains = {"Dense_0": np.sqrt(2), "Dense_1": np.sqrt(2), "Dense_2": np.sqrt(2), "Dense_3": np.sqrt(2)}
+    gains |= {"Dense_4": 0.01, "Dense_5": 1.0}
+    for name, gain in gains.items():
+        kernel = np.asarray(params[name]["kernel"], np.float64)
+        small = min(kernel.shape)
+        gram = kernel.T @ kernel if kernel.shape[0] >= kernel.shape[1] else kernel @ kernel.T
+        np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5 * max(gain**2, 1))
+        np.testing.assert_array_equal(np.asarray(params[name]["bias"]), 0.0)
+        assert not np.allclose(kernel, np.asarray(other[name]["kernel"]))
