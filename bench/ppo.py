@@ -17,6 +17,10 @@ machine that speeds up or slows down affects them alike:
   `--default-steps` steps (default: its `total_steps`); goal b: mean return >= 27 over the seeds
   in at most 2/3 of PureJaxRL's wall time for `--steps` steps, compile included.
 
+agentlab's learners compile with `agentlab.compiler.options()` (on CPU: YNNPACK dot fusions off);
+``--peer-with-our-options`` adds ``purejaxrl-agentlab-xla``, PureJaxRL compiled with the same
+options, to show how much of a ratio is the options and how much the learner.
+
 Each run is jitted end to end as one call; compile and run seconds are measured separately and every
 result is blocked on. The return of a run is the mean episode return over its last 5% of updates. A
 row per learner and seed goes to ``metrics.parquet``; ``summary.json`` has the ratios and returns.
@@ -149,8 +153,11 @@ class AgentlabAsGymnax:
         return self.env.action_space(self.params)
 
 
-def run_purejaxrl(path: Path, steps: int, seed: int, on_agentlab: bool = False) -> dict:
-    """One seed of PureJaxRL's PPO on gymnax's Breakout-MinAtar (or, `on_agentlab`, on agentlab's)."""
+def run_purejaxrl(
+    path: Path, steps: int, seed: int, on_agentlab: bool = False, compiler_options: dict | None = None
+) -> dict:
+    """One seed of PureJaxRL's PPO on gymnax's Breakout-MinAtar (or, `on_agentlab`, on agentlab's),
+    compiled with JAX's default options unless `compiler_options` are given."""
     sys.path.insert(0, str(path))
     module = importlib.import_module("purejaxrl.ppo")
     make = module.gymnax.make
@@ -162,7 +169,9 @@ def run_purejaxrl(path: Path, steps: int, seed: int, on_agentlab: bool = False) 
         train = module.make_train({**REFERENCE, "TOTAL_TIMESTEPS": steps})
     finally:
         module.gymnax.make = make
-    out, compile_seconds, run_seconds = compile_and_run(train, jax.random.PRNGKey(seed))
+    out, compile_seconds, run_seconds = compile_and_run(
+        train, jax.random.PRNGKey(seed), compiler_options=compiler_options
+    )
     info = out["metrics"]
     done = np.asarray(info["returned_episode"])  # (updates, steps, envs)
     returns = np.asarray(info["returned_episode_returns"])
@@ -180,7 +189,14 @@ def summarise(frame, steps: int, seeds: int) -> dict:
     import polars as pl
 
     summary: dict = {"steps": steps, "seeds": seeds}
-    for name in ("purejaxrl", "agentlab-purejaxrl", "agentlab-default", "purejaxrl-on-agentlab"):
+    learners = (
+        "purejaxrl",
+        "purejaxrl-agentlab-xla",
+        "agentlab-purejaxrl",
+        "agentlab-default",
+        "purejaxrl-on-agentlab",
+    )
+    for name in learners:
         part = frame.filter(pl.col("learner") == name)
         if part.height:
             key = name.replace("-", "_")
@@ -190,6 +206,7 @@ def summarise(frame, steps: int, seeds: int) -> dict:
                 "compile_seconds": statistics.median(part["compile_seconds"].to_list()),
                 "wall_seconds": statistics.median(part["wall_seconds"].to_list()),
                 "mean_return": float(np.nanmean(part["final_return"].to_numpy())),
+                "mean_return_first_3_seeds": float(np.nanmean(part.sort("seed")["final_return"].to_numpy()[:3])),
                 "returns_by_seed": part["final_return"].to_list(),
             }
     if "purejaxrl" in summary:
@@ -212,6 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="also run PureJaxRL's learner on agentlab's breakout (learner purejaxrl-on-agentlab)",
     )
     parser.add_argument(
+        "--peer-with-our-options",
+        action="store_true",
+        help="also run PureJaxRL compiled with agentlab's compiler options (learner purejaxrl-agentlab-xla)",
+    )
+    parser.add_argument(
         "--default-steps", type=int, default=None, help="steps of the agentlab-default run (default: PPOConfig's)"
     )
     parser.add_argument("--purejaxrl", type=Path, default=None, help="a checkout of luchris429/purejaxrl")
@@ -232,6 +254,14 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if args.purejaxrl is not None:
         learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
+        if args.peer_with_our_options:
+            learners.insert(
+                1,
+                (
+                    "purejaxrl-agentlab-xla",
+                    lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, compiler_options=compiler.options()),
+                ),
+            )
         if args.peer_on_agentlab:
             learners.append(
                 ("purejaxrl-on-agentlab", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, on_agentlab=True))
