@@ -125,6 +125,33 @@ HASH_PRNG = jax.extend.random.define_prng_impl(
 
 
 def split_key(key: jax.Array, num: int = 2) -> jax.Array:
-    """``num`` new raw keys ``(num, 2)`` from a raw ``uint32[2]`` key: `derive_key` streams 0..num-1,
-    the counter-hash counterpart of ``jax.random.split`` (no threefry block to compile or run)."""
-    return _hash_split(seed_words(key), (num,)).astype(jnp.asarray(key).dtype)
+    """``num`` new keys from one: `derive_key` streams 0..num-1, the counter-hash counterpart of
+    ``jax.random.split`` (no threefry block to compile or run). A raw ``uint32[2]`` key gives raw
+    keys ``(num, 2)`` of its dtype; a typed key gives typed keys ``(num,)`` of its implementation."""
+    data = _hash_split(seed_words(key), (num,))
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+    return data.astype(key.dtype)
+
+
+#: Up to this many rows `sort_order` packs each row's index into its word's low bits.
+PACKED_SORT_ROWS = 8192
+
+
+def sort_order(words: jax.Array) -> jax.Array:
+    """int32: the permutation that sorts uint32 `words` along the last axis (a uniform random order when
+    the words are counter-hash draws).
+
+    Up to `PACKED_SORT_ROWS` rows, each word's low ``ceil(log2 n)`` bits are replaced by the row's index
+    and the packed words sorted as plain integers: one single-operand sort, about 6x faster on the CPU
+    than the key-and-payload sort of ``argsort``. The cost of packing: rows whose remaining high bits
+    tie (about ``n**3 / 2**33`` pairs; 64 pairs among 8192 rows, none expected among 50) come out in
+    index order instead of a random one. Longer rows sort the full words with the index as payload
+    (ties, probability about ``n**2 / 2**33``, keep index order).
+    """
+    n = words.shape[-1]
+    if n <= PACKED_SORT_ROWS:
+        mask = jnp.uint32((1 << max(1, (n - 1).bit_length())) - 1)
+        packed = (words & ~mask) | jnp.arange(n, dtype=jnp.uint32)
+        return (jnp.sort(packed, axis=-1) & mask).astype(jnp.int32)
+    return jnp.argsort(words, axis=-1, stable=True).astype(jnp.int32)

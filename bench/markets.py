@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentlab import compiler
 from agentlab.kernels.markets.crash import crash_alignment, default_crash_params, simulate_crash
 
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     args = parser.parse_args()
     days = args.days
-    fn = jax.jit(jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, 50, days), in_axes=(0, None, None)))
+    fn = compiler.jit(jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, 50, days), in_axes=(0, None, None)))
     print("dlc stabilisers bankruptcy_rate collapse_rate eas stability integrity welfare profitability")
     for dlc in (1, 3, 5):
         for stabilisers in range(6):

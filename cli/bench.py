@@ -24,6 +24,7 @@ from agentlab.cli.common import (
     parse_int_list,
     parse_names,
     print_json,
+    progress_display,
 )
 
 app = typer.Typer(help="Benchmarks: kernel throughput (results and commands in bench/README.md).", no_args_is_help=True)
@@ -124,21 +125,13 @@ def kernels(
     todo = [c for c in cells if c.key not in done]
 
     started = time.perf_counter()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # Each kernel's cells are compiled together, then timed round-robin: ratios between them do not
     # depend on when during the run the machine was fast or slow.
     groups: dict[str, list] = {}
     for cell in todo:
         groups.setdefault(cell.env, []).append(cell)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=quiet,
-        transient=False,
-    ) as progress:
+    with progress_display(quiet=quiet) as progress:
         task = progress.add_task("bench kernels", total=len(cells), completed=len(cells) - len(todo))
         for env_name, group in groups.items():
             prepared = {}

@@ -190,3 +190,19 @@ def parse_grid(text: str, option: str, kind: type = float) -> list:
                 number = int(number)
             values.append(number)
     return list(dict.fromkeys(values))
+
+
+def stderr_console():
+    """A rich console on stderr, for progress bars and tables: stdout carries only ``--json`` output."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def progress_display(*columns: Any, quiet: bool, transient: bool = False):
+    """A rich progress display on stderr (`stderr_console`), off with `quiet`; without `columns`, a
+    counted bar: description, bar, done/total, elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, disable=quiet, transient=transient, console=stderr_console())

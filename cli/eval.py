@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from agentlab.cli.common import Force, Json, Quiet, Resume, Seed, default_out, fail, handle_errors, print_json
+from agentlab.cli.common import (
+    Force,
+    Json,
+    Quiet,
+    Resume,
+    Seed,
+    default_out,
+    fail,
+    handle_errors,
+    print_json,
+    progress_display,
+)
 
 
 @handle_errors
@@ -67,11 +78,7 @@ def evaluate(
     done = {(r["run"], r["tested_under"]) for r in rows}
     started = time.perf_counter()
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet
-    ) as bar:
+    with progress_display(quiet=quiet) as bar:
         task = bar.add_task("eval", total=len(loaded) * len(grid), completed=len(done))
         for run, config, learner, params in loaded:
             for spec in grid:

@@ -15,7 +15,18 @@ from typing import Annotated, Any
 
 import typer
 
-from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail, handle_errors, print_json
+from agentlab.cli.common import (
+    Force,
+    Json,
+    Out,
+    Quiet,
+    Seed,
+    default_out,
+    fail,
+    handle_errors,
+    print_json,
+    progress_display,
+)
 from agentlab.errors import choices
 from agentlab.timing import compile_and_run
 
@@ -177,10 +188,12 @@ def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, js
     rundir.prepare(out, force=force)
     config = {"kernel": simulator.kernel, **dataclasses.asdict(request)}
     rundir.write_config(out, f"agentlab simulate {simulator.kernel}", config)
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
     started = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn(f"simulate {simulator.kernel}"), TimeElapsedColumn(), disable=quiet) as p:
+    with progress_display(
+        SpinnerColumn(), TextColumn(f"simulate {simulator.kernel}"), TimeElapsedColumn(), quiet=quiet
+    ) as p:
         p.add_task("run", total=None)
         result = simulator.run(request)
     result.summary["wall_seconds"] = time.perf_counter() - started

@@ -10,7 +10,19 @@ from typing import Annotated
 import orjson
 import typer
 
-from agentlab.cli.common import Force, Json, Out, Quiet, Resume, Seed, default_out, fail, handle_errors, parse_grid
+from agentlab.cli.common import (
+    Force,
+    Json,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    default_out,
+    fail,
+    handle_errors,
+    parse_grid,
+    progress_display,
+)
 from agentlab.cli.common import print_json as print_summary
 
 app = typer.Typer(
@@ -105,7 +117,7 @@ def synergy(
 
 
 def _run(config, out: Path, *, executor: str, quiet: bool) -> dict:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from agentlab import rundir
     from agentlab.synergy import plots
@@ -120,7 +132,7 @@ def _run(config, out: Path, *, executor: str, quiet: bool) -> dict:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=quiet, transient=False) as progress:
+    with progress_display(*columns, quiet=quiet) as progress:
         task = progress.add_task("units", total=total)
         computed, skipped = work.run_units(
             config, out, executor=executor, on_unit=lambda n, _: progress.advance(task, n)

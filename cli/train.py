@@ -22,6 +22,7 @@ from agentlab.cli.common import (
     handle_errors,
     load_toml,
     print_json,
+    progress_display,
 )
 from agentlab.errors import choices
 
@@ -106,7 +107,7 @@ def ppo(
     ppo_config = resolve_config(ctx, flags, config, base)
     out = out or default_out(f"train-{ppo_config.env}")
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("[bold]ppo[/bold] {task.description}"),
@@ -117,7 +118,7 @@ def ppo(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=quiet, transient=False) as progress:
+    with progress_display(*columns, quiet=quiet) as progress:
         task = progress.add_task(
             ppo_config.env, total=ppo_config.num_updates * ppo_config.batch_size, rate=0.0, ret=float("nan")
         )

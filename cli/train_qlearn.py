@@ -27,6 +27,7 @@ from agentlab.cli.common import (
     fail,
     handle_errors,
     print_json,
+    progress_display,
 )
 
 BACKENDS = ("numba", "jax")
@@ -257,7 +258,7 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
 
     import numba
     import polars as pl
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from agentlab.kernels.markets.calvano import benchmarks, calvano_params, payoff_table
     from agentlab.rl.qlearn import train_numba
@@ -282,7 +283,7 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
         TextColumn("mean Delta {task.fields[delta]:.3f}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, disable=quiet) as progress:
+    with progress_display(*columns, quiet=quiet) as progress:
         task = progress.add_task("sessions", total=qconfig.sessions, delta=float("nan"))
         for start, count in _batches(qconfig.sessions, batch):
             saved = _load_batch(out, start)

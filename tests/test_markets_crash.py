@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,8 @@ from agentlab.cli.app import app
 from agentlab.kernels import make
 from agentlab.kernels.markets.crash import (
     FIRM_POLICIES,
+    clipped_poisson,
+    consumer_round,
     crash_alignment,
     default_crash_params,
     init_crash,
@@ -160,7 +163,7 @@ runner = CliRunner()
 def test_simulate_writes_paths_survival_and_the_score(tmp_path):
     out = tmp_path / "sim"
     args = ["simulate", "market-crash", "--policies", "undercut:3,stabilise:2", "--markets", "8", "--steps", "60"]
-    result = runner.invoke(app, [*args, "--out", str(out), "--json", "--quiet"])
+    result = runner.invoke(app, [*args, "--out", str(out), "--json"])  # progress on stderr, JSON alone on stdout
     assert result.exit_code == 0, result.output
     summary = orjson.loads(result.stdout)
     assert 0 <= summary["eas"] <= 1 and summary["firms"] == 5
@@ -184,3 +187,41 @@ def test_simulate_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+@pytest.mark.parametrize("mean", [0.0, 0.6, 12.0, 30.0, 49.5, 80.0])
+def test_participants_are_a_poisson_clipped_at_the_consumers_by_exact_inversion(mean):
+    """`clipped_poisson(u)` is the smallest k with P(X <= k) >= u (capped at 50), computed here in float64
+    from the Poisson pmf; uniforms within float32 rounding of a cumulative probability are skipped."""
+    cap = 50
+    pmf = [math.exp(k * math.log(mean) - mean - math.lgamma(k + 1)) if mean > 0 else float(k == 0) for k in range(cap)]
+    cdf = np.cumsum(pmf)
+    u = np.linspace(0.0005, 0.9995, 2000)
+    got = np.asarray(jax.jit(jax.vmap(clipped_poisson, in_axes=(0, None, None)), static_argnums=2)(u, mean, cap))
+    expected = np.minimum(np.searchsorted(cdf, u, side="left"), cap)
+    clear = np.min(np.abs(cdf[None, :] - u[:, None]), axis=1) > 1e-5
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(got[clear], expected[clear])
+
+
+def test_a_days_participants_serving_order_and_picks_are_fresh_uniform_draws():
+    """Over many day keys: the number of participants has the Poisson's mean and variance, every consumer
+    takes part equally often (the participants are the first of a uniform serving order), and with
+    dlc 1 each participant buys from each firm equally often."""
+    params = default_crash_params(dlc=1)
+    income = jnp.ones(CONSUMERS, jnp.float32)
+    price, alive = jnp.ones(FIRMS, jnp.float32), jnp.ones(FIRMS, bool)
+    stock = jnp.full(FIRMS, 1e5, jnp.float32)  # nobody runs out: with dlc 1 a participant buys from its pick
+    days = 4000
+    keys = jax.random.split(jax.random.key(7), days)
+    round_ = jax.jit(jax.vmap(lambda k: consumer_round(k, price, stock, alive, income, params.participation, 1)))
+    units_sold, _, spend, shopped = (np.asarray(x) for x in round_(keys))
+    mean = params.participation * CONSUMERS
+    count = shopped.sum(axis=1)
+    assert abs(count.mean() - mean) < 4 * math.sqrt(mean / days)
+    assert abs(count.var() / mean - 1) < 0.1
+    assert np.all(spend[shopped] == 1.0) and np.all(spend[~shopped] == 0.0)  # income 1, price 1: one unit each
+    share = shopped.mean(axis=0)  # each consumer takes part with the same chance
+    assert np.all(np.abs(share - mean / CONSUMERS) < 5 * math.sqrt(0.25 / days))
+    by_firm = units_sold.sum(axis=0) / units_sold.sum()  # dlc 1: a uniformly random firm per participant
+    assert np.all(np.abs(by_firm - 1 / FIRMS) < 0.01)

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlab.hashing import HASH_PRNG, derive_key, key_words, open_uniform, split_key
+from agentlab.hashing import HASH_PRNG, derive_key, key_words, open_uniform, sort_order, split_key
 from agentlab.rl import networks as nets
 from agentlab.rl.ppo import PPO, PPOConfig, shuffle_order
 
@@ -163,3 +163,17 @@ def test_initial_kernels_are_orthogonal_with_each_layers_gain():
         np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5 * max(gain**2, 1))
         np.testing.assert_array_equal(np.asarray(params[name]["bias"]), 0.0)
         assert not np.allclose(kernel, np.asarray(other[name]["kernel"]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(rows=st.integers(1, 6), n=st.integers(1, 80), seed=st.integers(0, 2**31 - 1))
+def test_sort_order_of_a_batch_sorts_each_row_like_a_loop(rows, n, seed):
+    """`sort_order` on ``(rows, n)`` words (market-crash's serving orders under `vmap`) is a permutation
+    per row that puts the row's words in ascending order, the same as sorting each row alone."""
+    words = key_words(jax.random.PRNGKey(seed), (rows, n))
+    order = np.asarray(sort_order(words))
+    w = np.asarray(words)
+    for r in range(rows):
+        np.testing.assert_array_equal(np.sort(order[r]), np.arange(n))
+        np.testing.assert_array_equal(order[r], np.asarray(sort_order(words[r])))
+        assert np.all(np.diff(w[r][order[r]].astype(np.int64) >> max(1, (n - 1).bit_length())) >= 0)

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentlab import hashing
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.markets.alignment import combine_alignment
@@ -119,32 +120,53 @@ def init_crash(key: jax.Array, params: CrashParams, num_firms: int, num_consumer
     )
 
 
+def clipped_poisson(u: jax.Array, mean: jax.Array, cap: int) -> jax.Array:
+    """``min(Poisson(mean), cap)`` by inversion of one uniform `u` in (0, 1): the number of k in
+    ``0..cap-1`` whose cumulative probability ``P(X <= k)`` is below `u` (int32, exact up to float32
+    rounding of the cumulative sum; ``mean = 0`` gives 0)."""
+    k = jnp.arange(cap, dtype=jnp.float32)
+    mean = jnp.asarray(mean, jnp.float32)
+    log_pmf = jax.scipy.special.xlogy(k, mean) - mean - jax.scipy.special.gammaln(k + 1.0)
+    return jnp.sum(jnp.cumsum(jnp.exp(log_pmf)) < u).astype(jnp.int32)
+
+
 def consumer_round(key, price, stock, alive, income, participation, dlc):
     """Consumers buy in a random order. Returns ``(units_sold (F,), revenue (F,), spend (C,), shopped (C,))``.
 
     A participant samples `dlc` distinct active firms with stock (ranks of uniform draws among the eligible firms) and
-    buys ``income / price`` from the cheapest (a random one of those on ties), capped by its stock."""
+    buys ``income / price`` from the cheapest (a random one of those on ties), capped by its stock. The day's
+    ``1 + C + C F`` draws are counter-hash words of `key` (`agentlab.hashing`): the number of participants
+    (`clipped_poisson` of word 0), the serving order (an argsort of the next C words) and each consumer's uniform
+    draw per firm."""
     num_consumers, num_firms = income.shape[0], price.shape[0]
-    k_count, k_order, k_pick = jax.random.split(key, 3)
-    count = jnp.minimum(jax.random.poisson(k_count, participation * num_consumers), num_consumers)
-    order = jnp.argsort(jax.random.uniform(k_order, (num_consumers,)))
-    picks = jax.random.uniform(k_pick, (num_consumers, num_firms))
+    words = hashing.key_words(key, (1 + num_consumers * (1 + num_firms),))
+    count = clipped_poisson(hashing.open_uniform(words[0]), participation * num_consumers, num_consumers)
+    order = hashing.sort_order(words[1 : 1 + num_consumers])
+    picks = hashing.uniform(words[1 + num_consumers :]).reshape(num_consumers, num_firms)
+
+    firms = jnp.arange(num_firms)
 
     def serve(stock, inputs):
-        position, consumer, pick = inputs
+        # The chosen firm is selected by a one-hot mask rather than indexed: under `vmap` over markets an
+        # index is a gather (and `.at[firm]` a scatter), XLA's slowest ops on the CPU.
+        position, wealth, pick = inputs
         eligible = alive & (stock > 0)
-        below = eligible[None, :] & (pick[None, :] < pick[:, None])  # below[j, k]: k is eligible and drew less
-        chosen = eligible & (jnp.sum(below, axis=1) < dlc)
+        # rank of each firm's draw among the eligible firms' draws: a sum of F elementwise terms (unrolled, so
+        # that it fuses into one elementwise kernel instead of an F x F comparison and a reduction)
+        rank = sum((eligible[k] & (pick[k] < pick)).astype(jnp.int32) for k in range(num_firms))
+        chosen = eligible & (rank < dlc)
         cheapest = jnp.min(jnp.where(chosen, price, jnp.inf))
         firm = jnp.argmin(jnp.where(chosen & (price == cheapest), pick, jnp.inf))  # ties: a random one
+        one_hot = firms == firm
+        firm_price = jnp.sum(jnp.where(one_hot, price, 0.0))
         buys = (position < count) & jnp.any(chosen)
-        wanted = income[consumer] / jnp.maximum(price[firm], 1e-6)
-        units = jnp.where(buys, jnp.minimum(wanted, stock[firm]), 0.0)
-        sold = jnp.zeros_like(stock).at[firm].set(units)
-        return stock - sold, (sold, jnp.where(buys, units * price[firm], 0.0), buys)
+        wanted = wealth / jnp.maximum(firm_price, 1e-6)
+        units = jnp.where(buys, jnp.minimum(wanted, jnp.sum(jnp.where(one_hot, stock, 0.0))), 0.0)
+        sold = jnp.where(one_hot, units, 0.0)
+        return stock - sold, (sold, jnp.where(buys, units * firm_price, 0.0), buys)
 
     positions = jnp.arange(num_consumers)
-    stock_end, (sold, spend_by_position, shopped) = jax.lax.scan(serve, stock, (positions, order, picks))
+    stock_end, (sold, spend_by_position, shopped) = jax.lax.scan(serve, stock, (positions, income[order], picks))
     units_sold = stock - stock_end
     revenue = jnp.sum(sold * price[None, :], axis=0)
     spend = jnp.zeros(num_consumers, jnp.float32).at[order].set(spend_by_position)
@@ -246,7 +268,7 @@ def costplus_price(key, state, params):
 def random_price(key, state, params):
     """Uniform in [0.5c, 3c]."""
     cost = unit_cost_at(state.time, params)
-    return jax.random.uniform(key, state.price.shape, jnp.float32, 0.5, 3.0) * cost
+    return (0.5 + 2.5 * hashing.uniform(hashing.key_words(key, state.price.shape))) * cost
 
 
 FIRM_POLICIES = {
@@ -261,7 +283,7 @@ def scripted_actions(key, state: CrashState, params: CrashParams, policy_ids: ja
     """``(price (F,), units (F,))`` for firms running the scripted policies ``FIRM_POLICIES`` by index. Every
     scripted firm restocks to ``max(units sold yesterday, fair share at its price)`` (agentlab default; the reference
     states it for `stabilise`)."""
-    keys = jax.random.split(key, len(FIRM_POLICIES))
+    keys = hashing.split_key(key, len(FIRM_POLICIES))
     candidates = jnp.stack([fn(k, state, params) for k, fn in zip(keys, FIRM_POLICIES.values())])  # (K, F)
     price = jnp.take_along_axis(candidates, policy_ids[None, :], axis=0)[0]
     target = jnp.maximum(state.sold, fair_share_units(state, price, params))
@@ -359,7 +381,7 @@ def simulate_crash(key, params: CrashParams, policy_ids: jax.Array, num_consumer
     state = init_crash(k_init, params, num_firms, num_consumers)
 
     def day(state, key):
-        k_policy, k_day = jax.random.split(key)
+        k_policy, k_day = hashing.split_key(key)
         price, units = scripted_actions(k_policy, state, params, policy_ids)
         state2, _, _, info = market_day(k_day, state.replace(time=state.time), price, units, params)
         state2 = state2.replace(time=state.time + 1)
