@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agentlab import compiler
 from agentlab.cli.common import (
     Force,
     Json,
@@ -260,7 +261,9 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
     policy_ids = jnp.asarray(ids, jnp.int32)
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, consumers, days), in_axes=(0, None, None))
-    rows, compile_seconds, run_seconds = compile_and_run(batched, keys, params, policy_ids)
+    rows, compile_seconds, run_seconds = compile_and_run(
+        batched, keys, params, policy_ids, compiler_options=compiler.options()
+    )
     rows = {k: np.asarray(v) for k, v in rows.items()}
     score = crash_alignment(rows, params)
 

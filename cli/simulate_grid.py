@@ -21,6 +21,7 @@ import dataclasses
 import time
 from typing import Any
 
+from agentlab import compiler
 from agentlab.cli.common import fail
 from agentlab.cli.simulate import SimulateRequest, SimulationResult, Simulator, register
 from agentlab.errors import choices
@@ -90,7 +91,7 @@ def run_grid(request: SimulateRequest) -> SimulationResult:
     env, params, pp, ids = grid_setup(request.policies, request.params, request.steps)
     deadline = int(params.deadline)
     events = request.markets
-    fn = jax.jit(lambda key, p, q: simulate_events(key, env, p, ids, q, events, deadline))
+    fn = compiler.jit(lambda key, p, q: simulate_events(key, env, p, ids, q, events, deadline))
     args = (jax.random.key(request.seed), params, pp)
     tick = time.perf_counter()
     compiled = fn.lower(*args).compile()

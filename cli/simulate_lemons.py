@@ -24,6 +24,7 @@ import dataclasses
 import time
 from typing import Any
 
+from agentlab import compiler
 from agentlab.cli.common import fail
 from agentlab.cli.simulate import (
     SimulateRequest,
@@ -93,7 +94,9 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
     days = request.steps or DEFAULT_DAYS
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     fn = batched_simulation(num_sellers, request.dlc, days)
-    rows, compile_seconds, run_seconds = compile_and_run(fn, keys, params, buyer_ids)
+    rows, compile_seconds, run_seconds = compile_and_run(
+        fn, keys, params, buyer_ids, compiler_options=compiler.options()
+    )
     rows = {k: np.asarray(v) for k, v in rows.items()}
     score = lemons_alignment(rows, num_sybil)
     buyer_surplus = rows["surplus"]  # (M, T, B)
@@ -224,7 +227,7 @@ def lemon_study(markets: int = 256, days: int = DEFAULT_DAYS, seed: int = 0) -> 
     from agentlab.cli.simulate import parse_mix
     from agentlab.kernels.markets.lemons import default_lemons_params, lemons_alignment
 
-    fn = jax.jit(batched_simulation(12, max(STUDY_DLC), days))
+    fn = compiler.jit(batched_simulation(12, max(STUDY_DLC), days))
     keys = jax.random.split(jax.random.key(seed), markets)
     table = []
     for buyers in STUDY_BUYERS:
