@@ -110,9 +110,9 @@ def _hash_random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) ->
 #: A JAX PRNG implementation on the counter hash (``jax.random.wrap_key_data(data, impl=HASH_PRNG)``):
 #: `split`, `fold_in` and `random_bits` are a few integer multiplies instead of threefry blocks,
 #: which JAX's CPU backend compiles as separate rolled loops (about a quarter of a second of XLA
-#: compile time each). For draws made once per run where compile time dominates (a network's
-#: initial weights: flax folds a key in per layer and draws each kernel), not for long streams of
-#: statistics-critical draws.
+#: compile time each). PPO uses it where a library wants a JAX key (flax's initial weights: a key
+#: folded in per layer and a normal draw per kernel); its draws are the same counter hash as every
+#: other draw in agentlab (tests/test_sampling.py checks their moments).
 HASH_PRNG = jax.extend.random.define_prng_impl(
     key_shape=(2,),
     seed=_hash_seed,

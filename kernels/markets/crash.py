@@ -136,8 +136,8 @@ def consumer_round(key, price, stock, alive, income, participation, dlc):
     A participant samples `dlc` distinct active firms with stock (ranks of uniform draws among the eligible firms) and
     buys ``income / price`` from the cheapest (a random one of those on ties), capped by its stock. The day's
     ``1 + C + C F`` draws are counter-hash words of `key` (`agentlab.hashing`): the number of participants
-    (`clipped_poisson` of word 0), the serving order (an argsort of the next C words) and each consumer's uniform
-    draw per firm."""
+    (`clipped_poisson` of word 0), the serving order (`hashing.sort_order` of the next C words) and each
+    consumer's uniform draw per firm."""
     num_consumers, num_firms = income.shape[0], price.shape[0]
     words = hashing.key_words(key, (1 + num_consumers * (1 + num_firms),))
     count = clipped_poisson(hashing.open_uniform(words[0]), participation * num_consumers, num_consumers)
