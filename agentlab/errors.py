@@ -22,3 +22,11 @@ def choices(valid: object) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with what became of its run directory (`message`) for the command line."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

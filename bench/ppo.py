@@ -244,45 +244,45 @@ def main(argv: list[str] | None = None) -> dict:
 
     from agentlab import rundir
 
-    run_dir = rundir.prepare(args.out, force=True)
-    rundir.write_config(run_dir, "bench ppo", {**vars(args), "out": str(args.out), "purejaxrl": str(args.purejaxrl)})
-    rows = []
-    started = time.perf_counter()
-    learners = [
-        ("agentlab-purejaxrl", lambda s: run_agentlab(args.steps, s, **PUREJAXRL_SETTINGS)),
-        ("agentlab-default", lambda s: run_agentlab(args.default_steps, s)),
-    ]
-    if args.purejaxrl is not None:
-        learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
-        if args.peer_with_our_options:
-            learners.insert(
-                1,
-                (
-                    "purejaxrl-agentlab-xla",
-                    lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, compiler_options=compiler.options()),
-                ),
-            )
-        if args.peer_on_agentlab:
-            learners.append(
-                ("purejaxrl-on-agentlab", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, on_agentlab=True))
-            )
-    for seed in range(args.seeds):  # round-robin: machine drift affects every learner alike
-        for name, run in learners:
-            result = run(seed)
-            rows.append(
-                {
-                    "learner": name,
-                    "seed": seed,
-                    **result,
-                    "wall_seconds": result["compile_seconds"] + result["run_seconds"],
-                    "steps_per_second": result["steps"] / result["run_seconds"],
-                    "elapsed_seconds": time.perf_counter() - started,
-                }
-            )
-            print(rows[-1], file=sys.stderr, flush=True)
-            rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
-    summary = summarise(pl.DataFrame(rows), args.steps, args.seeds)
-    rundir.write_json(run_dir / "summary.json", summary)
+    record = {**vars(args), "out": str(args.out), "purejaxrl": str(args.purejaxrl)}
+    with rundir.open_run(args.out, "bench ppo", record, force=True) as run_dir:
+        rows = []
+        started = time.perf_counter()
+        learners = [
+            ("agentlab-purejaxrl", lambda s: run_agentlab(args.steps, s, **PUREJAXRL_SETTINGS)),
+            ("agentlab-default", lambda s: run_agentlab(args.default_steps, s)),
+        ]
+        if args.purejaxrl is not None:
+            learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
+            if args.peer_with_our_options:
+                learners.insert(
+                    1,
+                    (
+                        "purejaxrl-agentlab-xla",
+                        lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, compiler_options=compiler.options()),
+                    ),
+                )
+            if args.peer_on_agentlab:
+                learners.append(
+                    ("purejaxrl-on-agentlab", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, on_agentlab=True))
+                )
+        for seed in range(args.seeds):  # round-robin: machine drift affects every learner alike
+            for name, run in learners:
+                result = run(seed)
+                rows.append(
+                    {
+                        "learner": name,
+                        "seed": seed,
+                        **result,
+                        "wall_seconds": result["compile_seconds"] + result["run_seconds"],
+                        "steps_per_second": result["steps"] / result["run_seconds"],
+                        "elapsed_seconds": time.perf_counter() - started,
+                    }
+                )
+                print(rows[-1], file=sys.stderr, flush=True)
+                rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
+        summary = summarise(pl.DataFrame(rows), args.steps, args.seeds)
+        rundir.write_json(run_dir / "summary.json", summary)
     print(summary)
     return summary
 

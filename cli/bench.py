@@ -70,7 +70,6 @@ def kernels(
         values["vs"],
         values["seed"],
     )
-    import polars as pl
 
     from agentlab import rundir
     from agentlab.bench import kernels as bk
@@ -114,12 +113,17 @@ def kernels(
         "seed": seed,
     }
     out = out or default_out("bench-kernels")
-    run_dir = rundir.prepare(out, resume=resume, force=force)
+    with rundir.open_run(out, "bench kernels", config_record, resume=resume, force=force, resumable=True) as run_dir:
+        _bench(run_dir, out, cells, names, sizes, steps, repeats, stochasticity, profiles, seed, resume, json, quiet)
+
+
+def _bench(run_dir, out, cells, names, sizes, steps, repeats, stochasticity, profiles, seed, resume, json, quiet):
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.bench import kernels as bk
+
     metrics_path = run_dir / "metrics.parquet"
-    if resume:
-        rundir.check_resume_config(run_dir, config_record)
-    else:
-        rundir.write_config(run_dir, "bench kernels", config_record)
     rows = pl.read_parquet(metrics_path).to_dicts() if resume and metrics_path.exists() else []
     done = {(r["impl"], r["env"], r["batch_size"], r["stochasticity"], r["auto_reset"]) for r in rows}
     todo = [c for c in cells if c.key not in done]
@@ -169,7 +173,7 @@ def kernels(
     if json:
         print_json(summary)
     if not quiet:
-        show(frame, summary, run_dir)
+        show(frame, summary, out)
 
 
 def summarise(frame, names: list[str], largest: int, stochasticity: str, profiles: bool) -> dict:

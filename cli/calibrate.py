@@ -49,10 +49,9 @@ def synergy(
     95% bootstrap intervals; report alpha, s, the phase, x* and B* per fan-in, and the recommended organisation
     (single agent, star of N, or b-ary tree of depth L) under --budget and --context-window. Writes summary.json,
     metrics.parquet (per compute level), majority.parquet (majority-of-k: data vs theory) and plots/."""
-    import polars as pl
 
     from agentlab import rundir
-    from agentlab.synergy import calibrate, plots
+    from agentlab.synergy import calibrate
     from agentlab.synergy.examples import DATA
 
     positive = {"--budget": budget, "--context-window": context_window, "--message-length": message_length, "--m0": m0}
@@ -67,10 +66,24 @@ def synergy(
         fail(f"DATA {text!r}: unknown example; valid: 'example:homogeneous' or 'example:agent_level'")
     frame = calibrate.load_table(path)
     out = Path(out or default_out("calibrate-synergy"))
-    rundir.prepare(out, force=force)
+    rundir.check_out(out, force=force)
     record = {"data": str(path), "budget": budget, "context_window": context_window, "message_length": message_length,
               "m0": m0, "bootstrap": bootstrap, "seed": seed}  # fmt: skip
-    rundir.write_config(out, "calibrate synergy", record)
+    with rundir.open_run(out, "calibrate synergy", record, force=force) as work:
+        summary, fit = _calibrate_synergy(work, frame, bootstrap, seed, message_length, budget, context_window, m0)
+    if json:
+        print_json(summary)
+    if not quiet:
+        _print_synergy(summary, fit, message_length, out)
+
+
+def _calibrate_synergy(out: Path, frame, bootstrap, seed, message_length, budget, context_window, m0):
+    """Fit, report and write the run's files into `out`; returns ``(summary, fit)``."""
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.synergy import calibrate, plots
+
     fit = calibrate.fit_synergy(frame, bootstrap=bootstrap, seed=seed)
     summary = calibrate.report(fit, m=message_length, budget=budget, window=context_window, m0_default=m0)
     check = calibrate.majority_check(frame, fit)
@@ -90,29 +103,31 @@ def synergy(
     rundir.save_figure(out / "plots" / "fit.png", plots.calibration_fit(fit))
     rundir.save_figure(out / "plots" / "majority_check.png", plots.majority_check(check))
     rundir.save_figure(out / "plots" / "recommendation.png", plots.recommendation(ranked))
-    if json:
-        print_json(summary)
-    if not quiet:
-        fit_line = (
-            f"beta {fit.beta.estimate:.3f} [{fit.beta.low:.3f}, {fit.beta.high:.3f}], kappa {fit.kappa.estimate:.4f}, "
-            f"rho {fit.rho.estimate:.3f} [{fit.rho.low:.3f}, {fit.rho.high:.3f}] (n_eff {fit.n_eff:.2f} of "
-            f"{fit.n_agents}), gamma({message_length:g}) = {gamma:.3f} ({summary['gamma_source']})"
-        )
-        typer.echo(fit_line, err=True)
+    return summary, fit
+
+
+def _print_synergy(summary: dict, fit, message_length: float, out: Path) -> None:
+    gamma, worst = summary["gamma"], summary["majority_check_max_abs_z"]
+    fit_line = (
+        f"beta {fit.beta.estimate:.3f} [{fit.beta.low:.3f}, {fit.beta.high:.3f}], kappa {fit.kappa.estimate:.4f}, "
+        f"rho {fit.rho.estimate:.3f} [{fit.rho.low:.3f}, {fit.rho.high:.3f}] (n_eff {fit.n_eff:.2f} of "
+        f"{fit.n_agents}), gamma({message_length:g}) = {gamma:.3f} ({summary['gamma_source']})"
+    )
+    typer.echo(fit_line, err=True)
+    typer.echo(
+        f"alpha b=3: {summary['alpha_b3']:.3f} ({summary['phase_b3']}), s = {summary['s_b3']:.3f} vs beta; "
+        f"recommend {summary['recommendation']} (accuracy {summary['recommended_accuracy']:.3f}, "
+        f"{summary['recommended_leaf_compute_tokens']:,.0f} tokens per agent), runner-up {summary['runner_up']} "
+        f"(margin {summary['margin_accuracy']:.3f})",
+        err=True,
+    )
+    if not summary["homogeneous_theory_holds"]:
         typer.echo(
-            f"alpha b=3: {summary['alpha_b3']:.3f} ({summary['phase_b3']}), s = {summary['s_b3']:.3f} vs beta; "
-            f"recommend {summary['recommendation']} (accuracy {summary['recommended_accuracy']:.3f}, "
-            f"{summary['recommended_leaf_compute_tokens']:,.0f} tokens per agent), runner-up {summary['runner_up']} "
-            f"(margin {summary['margin_accuracy']:.3f})",
+            f"warning: majority votes in the data deviate from the homogeneous theory by up to {worst:.1f} "
+            "standard errors (item heterogeneity?): see plots/majority_check.png",
             err=True,
         )
-        if not summary["homogeneous_theory_holds"]:
-            typer.echo(
-                f"warning: majority votes in the data deviate from the homogeneous theory by up to {worst:.1f} "
-                "standard errors (item heterogeneity?): see plots/majority_check.png",
-                err=True,
-            )
-        typer.echo(f"wrote {out}", err=True)
+    typer.echo(f"wrote {out}", err=True)
 
 
 @app.command("confidence")
@@ -165,17 +180,17 @@ def confidence(
         path = conf.EXAMPLE
     else:
         path = Path(data)
+    out = Path(out or default_out("calibrate-confidence"))
+    rundir.check_out(out, force=force)
     table = conf.validate(conf.read_table(path), names, f"DATA {path}")
     study = conf.recalibrate(table, test_fraction=test_fraction, seed=seed, bins=bins)
-    out = Path(out or default_out("calibrate-confidence"))
-    rundir.prepare(out, force=force)
     record = {"data": str(path), "features": list(names), "bins": bins, "test_fraction": test_fraction, "seed": seed}
-    rundir.write_config(out, "calibrate confidence", record)
-    summary = {"rows": int(table.outcome.size), **conf.summary(study)}
-    rundir.write_json(out / "summary.json", summary)
-    rundir.write_parquet(out / "metrics.parquet", conf.metrics_frame(study, seed))
-    rundir.write_parquet(out / "reliability.parquet", conf.reliability_frame(study))
-    rundir.save_figure(out / "plots" / "reliability.png", conf.reliability_figure(study))
+    with rundir.open_run(out, "calibrate confidence", record, force=force) as work:
+        summary = {"rows": int(table.outcome.size), **conf.summary(study)}
+        rundir.write_json(work / "summary.json", summary)
+        rundir.write_parquet(work / "metrics.parquet", conf.metrics_frame(study, seed))
+        rundir.write_parquet(work / "reliability.parquet", conf.reliability_frame(study))
+        rundir.save_figure(work / "plots" / "reliability.png", conf.reliability_figure(study))
     if json:
         print_json(summary)
     if not quiet:

@@ -32,7 +32,14 @@ Out = Annotated[
     Path | None, typer.Option("--out", "-o", help="Run directory to write (default: runs/<command>-<time>).")
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in an existing --out directory.")]
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing --out directory.")]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace the agentlab run in --out once the new run has finished (a folder that is not an agentlab "
+        "run is never replaced).",
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print summary.json on stdout (human text goes to stderr).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables on stderr.")]
 Config = Annotated[
@@ -63,8 +70,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: the run directory is kept; rerun with --resume to continue", err=True)
+        except KeyboardInterrupt as interrupt:  # a RunInterrupted says what became of the run directory
+            typer.echo(f"interrupted: {getattr(interrupt, 'message', 'nothing was written')}", err=True)
             raise typer.Exit(130) from None
         except Exception as error:  # noqa: BLE001 - the command line's last resort
             if debug:

@@ -49,7 +49,6 @@ def evaluate(
     seed), a heat map (trained under x tested under) in plots/robustness.png, and the table on stderr."""
     if episodes < 1:
         fail(f"--episodes must be >= 1, got {episodes}")
-    import polars as pl
 
     from agentlab import rundir
     from agentlab.kernels.atari import GAMES
@@ -67,12 +66,17 @@ def evaluate(
     for spec in grid:  # every profile must be valid for this kernel before any work
         ev.make_episode_returns(loaded[0][2], spec, 1)
     out = out or (Path(runs[0]) / "eval" if len(runs) == 1 else default_out("eval"))
-    run_dir = rundir.prepare(out, resume=resume, force=force)
     record = {"runs": [str(r) for r in runs], "grid": grid, "episodes": episodes, "greedy": greedy, "seed": seed}
-    if resume:
-        rundir.check_resume_config(run_dir, record)
-    else:
-        rundir.write_config(run_dir, "eval", record)
+    with rundir.open_run(out, "eval", record, resume=resume, force=force, resumable=True) as run_dir:
+        _evaluate(run_dir, out, loaded, grid, env, episodes, seed, greedy, resume, json, quiet)
+
+
+def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greedy, resume, json, quiet) -> None:
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.rl import evaluate as ev
+
     path = run_dir / "robustness.parquet"
     rows = pl.read_parquet(path).to_dicts() if resume and path.exists() else []
     done = {(r["run"], r["tested_under"]) for r in rows}
@@ -119,7 +123,7 @@ def evaluate(
     if json:
         print_json(summary)
     if not quiet:
-        show(matrix, grid, run_dir)
+        show(matrix, grid, out)
 
 
 def _key(spec: str) -> str:

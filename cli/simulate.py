@@ -186,22 +186,22 @@ def execute(simulator: Simulator, request: SimulateRequest, out, force: bool, js
     if simulator.validate is not None:
         simulator.validate(request)  # bad input: one line, nothing written
     out = Path(out or default_out(f"simulate-{simulator.kernel}"))
-    rundir.prepare(out, force=force)
+    rundir.check_out(out, force=force)
     config = {"kernel": simulator.kernel, **dataclasses.asdict(request)}
-    rundir.write_config(out, f"agentlab simulate {simulator.kernel}", config)
     from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    started = time.perf_counter()
-    with progress_display(
-        SpinnerColumn(), TextColumn(f"simulate {simulator.kernel}"), TimeElapsedColumn(), quiet=quiet
-    ) as p:
-        p.add_task("run", total=None)
-        result = simulator.run(request)
-    result.summary["wall_seconds"] = time.perf_counter() - started
-    rundir.write_parquet(out / "metrics.parquet", result.metrics)
-    rundir.write_json(out / "summary.json", result.summary)
-    for name, figure in result.plots.items():
-        rundir.save_figure(out / "plots" / name, figure)
+    with rundir.open_run(out, f"agentlab simulate {simulator.kernel}", config, force=force) as work:
+        started = time.perf_counter()
+        with progress_display(
+            SpinnerColumn(), TextColumn(f"simulate {simulator.kernel}"), TimeElapsedColumn(), quiet=quiet
+        ) as p:
+            p.add_task("run", total=None)
+            result = simulator.run(request)
+        result.summary["wall_seconds"] = time.perf_counter() - started
+        rundir.write_parquet(work / "metrics.parquet", result.metrics)
+        rundir.write_json(work / "summary.json", result.summary)
+        for name, figure in result.plots.items():
+            rundir.save_figure(work / "plots" / name, figure)
     if not quiet:
         keys = [k for k in simulator.headline if k in result.summary]
         typer.echo("  ".join(f"{k} {result.summary[k]:.3f}" for k in keys), err=True)

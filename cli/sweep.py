@@ -99,12 +99,9 @@ def synergy(
     config.validate()
     record = orjson.loads(orjson.dumps(dataclasses.asdict(config)))  # as config.json stores it (lists)
     out = Path(out or default_out("sweep-synergy"))
-    rundir.prepare(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, record)
-    else:
-        rundir.write_config(out, "sweep synergy", record)
-    summary = _run(config, out, executor=executor, quiet=quiet)
+    rundir.check_out(out, resume=resume, force=force)
+    with rundir.open_run(out, "sweep synergy", record, resume=resume, force=force, resumable=True) as work:
+        summary = _run(config, work, executor=executor, quiet=quiet)
     if json:
         print_summary(summary)
     if not quiet:

@@ -102,10 +102,14 @@ def ppo(
 
     flags = {"env": env, "stochasticity": stochasticity, "steps": steps, "seeds": seeds, "seed": seed}
     base = None
-    if resume and out is not None and (Path(out) / "config.json").exists():
-        base = training.config_from_record(rundir.read_json(Path(out) / "config.json")["config"])
+    if resume:
+        if out is None:
+            fail("--resume needs --out: the run directory to continue")
+        rundir.check_out(out, resume=True)
+        base = training.config_from_record(rundir.load_record(out, "train ppo")["config"])
     ppo_config = resolve_config(ctx, flags, config, base)
     out = out or default_out(f"train-{ppo_config.env}")
+    rundir.check_out(out, resume=resume, force=force)  # before the progress bar: errors come first
 
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

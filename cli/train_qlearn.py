@@ -250,16 +250,26 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
     from agentlab import rundir
 
     out = Path(out or default_out("train-qlearn"))
-    record = dataclasses.asdict(qconfig) | {"env": "calvano", "backend": backend, "batch": batch}
-    rundir.prepare(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, record | {"threads": threads}, ignore=("threads",))
-    rundir.write_config(out, "agentlab train qlearn", record | {"threads": threads})
+    record = dataclasses.asdict(qconfig) | {"env": "calvano", "backend": backend, "batch": batch, "threads": threads}
+    ignore = (*rundir.RESUME_IGNORES, "threads")
+    with rundir.open_run(
+        out, "agentlab train qlearn", record, resume=resume, force=force, resumable=True, ignore=ignore
+    ) as work:
+        summary = _run(qconfig, backend, threads, batch, work, quiet)
+    if not quiet:
+        _table(summary)
+        typer.echo(f"wrote {out}", err=True)
+    if json:
+        print_json(summary)
+    return summary
 
+
+def _run(qconfig, backend: str, threads: int, batch: int, out: Path, quiet: bool) -> dict:
     import numba
     import polars as pl
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
+    from agentlab import rundir
     from agentlab.kernels.markets.calvano import benchmarks, calvano_params, payoff_table
     from agentlab.rl.qlearn import train_numba
 
@@ -310,11 +320,6 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
     rundir.write_parquet(out / "impulse.parquet", impulse_frame)
     rundir.write_json(out / "summary.json", summary)
     _plots(out, frame, impulse_frame, summary, qconfig)
-    if not quiet:
-        _table(summary)
-        typer.echo(f"wrote {out}", err=True)
-    if json:
-        print_json(summary)
     return summary
 
 

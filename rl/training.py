@@ -44,13 +44,19 @@ def config_record(config: PPOConfig) -> dict[str, Any]:
 
 
 def config_from_record(record: dict[str, Any]) -> PPOConfig:
+    """The PPOConfig a run recorded; a record that does not make a valid config -> `UsageError`."""
     fields = {f.name for f in dataclasses.fields(PPOConfig)}
     values = {k: v for k, v in record.items() if k in fields}
-    if "hidden" in values:
-        values["hidden"] = tuple(values["hidden"])
-    if "shared_trunk" in record and "shared_layers" not in record:  # run directories of agentlab <= 0.1.0
-        values["shared_layers"] = len(values.get("hidden", PPOConfig.hidden)) if record["shared_trunk"] else 0
-    return PPOConfig(**values)
+    try:
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
+        if "shared_trunk" in record and "shared_layers" not in record:  # run directories of agentlab <= 0.1.0
+            values["shared_layers"] = len(values.get("hidden", PPOConfig.hidden)) if record["shared_trunk"] else 0
+        return PPOConfig(**values).validate()
+    except UsageError as error:
+        raise UsageError(f"the run's recorded config is not valid: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"the run's recorded config is corrupt: {error}") from None
 
 
 def chunk_size(config: PPOConfig) -> int:
@@ -71,15 +77,16 @@ def train(
     "episode_return"}`` (for a progress bar). Ctrl-C leaves the last completed chunk on disk.
     """
     config = dataclasses.replace(config, updates_per_chunk=chunk_size(config)).validate()
-    started = time.perf_counter()
-    run_dir = rundir.prepare(out, resume=resume, force=force)
-    record = config_record(config)
-    if resume:
-        rundir.check_resume_config(run_dir, record)
-    else:
-        rundir.write_config(run_dir, "train ppo", record)
+    with rundir.open_run(out, "train ppo", config_record(config), resume=resume, force=force, resumable=True) as work:
+        return _train(config, work, resume, on_chunk)
 
+
+def _train(
+    config: PPOConfig, run_dir: Path, resume: bool, on_chunk: Callable[[dict[str, Any]], None] | None
+) -> dict[str, Any]:
     import polars as pl
+
+    started = time.perf_counter()
 
     learner = PPO(config)
     chunk = compiler.jit(jax.vmap(learner.chunk))
@@ -235,12 +242,7 @@ def load_run(run_dir: Path) -> tuple[PPOConfig, PPO, Any]:
     """``(config, learner, params)`` of a finished (or interrupted) training run; params have a
     leading seed axis."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    recorded = rundir.read_json(run_dir / "config.json")
-    if recorded.get("command") != "train ppo":
-        raise UsageError(f"{run_dir} is not a training run (its command was {recorded.get('command')!r})")
-    config = config_from_record(recorded["config"])
+    config = config_from_record(rundir.load_record(run_dir, "train ppo")["config"])
     if not (run_dir / CHECKPOINT).exists():
         raise UsageError(f"{run_dir} has no checkpoint yet ({CHECKPOINT})")
     learner = PPO(config)

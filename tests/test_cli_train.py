@@ -123,8 +123,8 @@ def test_eval_of_an_atari_run_covers_the_default_grid(tmp_path):
         (["train", "ppo", "--steps", "0"], "total_steps must be a positive integer"),
         (["train", "ppo", "--env", "catch", "--stochasticity", "action:p=0.3"], "catch has no stochasticity profiles"),
         (["train", "ppo", "--stochasticity", "action:p=7"], "outside [0, 1]"),
-        (["eval", "."], "is not a run directory"),
-        (["eval", "nowhere"], "is not a run directory"),
+        (["eval", "."], "is not an agentlab run directory"),
+        (["eval", "nowhere"], "nowhere does not exist"),
     ],
 )
 def test_bad_training_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
