@@ -46,7 +46,10 @@ Config = Annotated[
     Path | None,
     typer.Option("--config", help="A TOML file with option values (flag names in snake_case); flags given win."),
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of every random draw (same seed, same numbers).")]
+Seed = Annotated[
+    int,
+    typer.Option("--seed", min=0, max=2**31 - 1, help="Seed of every random draw (same seed, same numbers)."),
+]
 
 
 def fail(message: str) -> None:

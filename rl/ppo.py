@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agentlab import compiler, hashing
+from agentlab import compiler, hashing, limits
 from agentlab.errors import UsageError, choices
 from agentlab.kernels import make
 from agentlab.kernels.atari import GAMES
@@ -44,6 +44,20 @@ from agentlab.rl import networks as nets
 #: steps, like gymnax's MinAtar ports; Freeway gets 3000 so that its own end at 2501 steps decides.
 DEFAULT_TIME_LIMIT = 1000
 TIME_LIMITS = {"freeway": 3000}
+
+#: Upper ends of PPOConfig's counts: the step and update counters are int32 inside the learner, and
+#: beyond these a run would not finish (or compile) on any machine agentlab targets.
+SIZE_BOUNDS = {
+    "total_steps": limits.Bound("total_steps (--steps)", int, low=1, high=10**12, unit="environment steps per seed"),
+    "num_envs": limits.Bound("num_envs", int, low=1, high=2**20),
+    "num_steps": limits.Bound("num_steps", int, low=1, high=2**16),
+    "update_epochs": limits.Bound("update_epochs", int, low=1, high=1000),
+    "num_minibatches": limits.Bound("num_minibatches", int, low=1, high=2**20),
+    "seeds": limits.Bound("seeds (--seeds)", int, low=1, high=1024),
+    "updates_per_chunk": limits.Bound("updates_per_chunk", int, low=1, high=10**6),
+}
+MAX_EPISODE_STEPS = limits.Bound("max_episode_steps", int, low=1, high=limits.MAX_INDEX)
+SEED = limits.Bound("seed", int, low=0, high=2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +114,17 @@ class PPOConfig:
         return own if own is not None else TIME_LIMITS.get(self.env, DEFAULT_TIME_LIMIT)
 
     def validate(self) -> PPOConfig:
-        """Raise `UsageError` naming the first bad field; return self."""
-        positive = ("total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "seeds")
-        for name in (*positive, "updates_per_chunk"):
+        """Raise `UsageError` naming the first bad field (its `SIZE_BOUNDS` or the checks below); also
+        refuse a run whose rollout buffers would not fit in memory; return self."""
+        for name, bound in SIZE_BOUNDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise UsageError(f"max_episode_steps must be a positive integer, got {self.max_episode_steps!r}")
+            bound.check(value)
+        if self.max_episode_steps is not None:
+            MAX_EPISODE_STEPS.check(self.max_episode_steps)
+        SEED.check(self.seed)
+        SEED.check(self.seed + self.seeds - 1, "seed + seeds - 1")
         if self.num_updates < 1:
             raise UsageError(
                 f"total_steps={self.total_steps} is less than one update of num_envs x num_steps = {self.batch_size}"
@@ -134,8 +151,23 @@ class PPOConfig:
             )
         if self.env not in GAMES and self.stochasticity not in ("plain", "", "none"):
             raise UsageError(f"{self.env} has no stochasticity profiles: use --stochasticity plain")
-        make_env(self)  # an unknown kernel or a bad stochasticity string raises here
+        env, params = make_env(self)  # an unknown kernel or a bad stochasticity string raises here
+        check_memory(self, env, params)
         return self
+
+
+def check_memory(config: PPOConfig, env, params) -> None:
+    """Refuse a run whose rollout buffers cannot fit: per seed, ``num_envs x num_steps`` transitions of
+    float32 observations (plus next observations for truncation and about 64 bytes of scalars) per
+    agent, and the minibatch gradients' activations; a lower bound, so a refusal is certain to be right."""
+    obs = math.prod(env.observation_space(params).shape)
+    transitions = config.seeds * config.batch_size
+    activations = transitions * sum(config.hidden) * 4 * 3
+    limits.check_memory(
+        transitions * (obs * 4 * 2 + 64) + activations,
+        f"PPO with {config.seeds} seed(s) x {config.num_envs} envs x {config.num_steps} steps",
+        "lower --seeds, num_envs or num_steps",
+    )
 
 
 def make_env(config: PPOConfig):
