@@ -1,6 +1,8 @@
 """The one integer hash behind agentlab's counter-based random draws (kernels, PPO's rollouts,
-Q-learning, synergy Monte Carlo). A light module: it imports only JAX, so samplers outside
-`agentlab.kernels` can share it without loading every kernel.
+Q-learning, synergy Monte Carlo), in its three forms side by side: JAX (`fmix32`), NumPy
+(`fmix32_np`) and plain integers for numba (`fmix32_int`; ``numba.njit(fmix32_int)`` is the numba
+version, jitted where it is used so that this module needs no numba). A light module: it imports
+only JAX and NumPy, so samplers outside `agentlab.kernels` can share it without loading every kernel.
 
 Counter-based draws: a key's two uint32 words (`seed_words`) seed a cheap, well-mixed hash of a
 counter (`counter_words`), so a computation with many draws costs one hash per draw instead of a
@@ -14,6 +16,10 @@ import math
 import jax
 import jax.extend.random
 import jax.numpy as jnp
+import numpy as np
+
+MASK32 = 0xFFFFFFFF
+GOLDEN = 0x9E3779B9  # 2**32 / golden ratio: the counter stride of `counter_words`
 
 
 def fmix32(h: jax.Array) -> jax.Array:
@@ -22,6 +28,27 @@ def fmix32(h: jax.Array) -> jax.Array:
     h = h * jnp.uint32(0x85EBCA6B)
     h = h ^ (h >> 13)
     h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def fmix32_np(h: np.ndarray) -> np.ndarray:
+    """`fmix32` on NumPy uint64 arrays holding 32-bit values (the low 32 bits of the input are used)."""
+    h = np.asarray(h, np.uint64) & np.uint64(MASK32)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & np.uint64(MASK32)
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & np.uint64(MASK32)
+    return h ^ (h >> np.uint64(16))
+
+
+def fmix32_int(h: int) -> int:
+    """`fmix32` on one integer (its low 32 bits), for plain Python and, jitted, for numba: with int64
+    arithmetic the products wrap modulo 2**64 and the masks keep the low 32 bits, so it is exact."""
+    h = h & MASK32
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & MASK32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & MASK32
     return h ^ (h >> 16)
 
 
@@ -46,7 +73,7 @@ def counter_words(seed: jax.Array, counters: jax.Array) -> jax.Array:
     eight car speeds) costs little more than one with none.
     """
     counters = jnp.asarray(counters, jnp.uint32)
-    return fmix32(seed[0] ^ fmix32(seed[1] + counters * jnp.uint32(0x9E3779B9)))
+    return fmix32(seed[0] ^ fmix32(seed[1] + counters * jnp.uint32(GOLDEN)))
 
 
 def uniform(word: jax.Array) -> jax.Array:

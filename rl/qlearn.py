@@ -32,9 +32,8 @@ import numba
 import numpy as np
 
 from agentlab.errors import UsageError
+from agentlab.hashing import GOLDEN, MASK32, fmix32_int, fmix32_np
 
-MASK32 = 0xFFFFFFFF
-GOLDEN = 0x9E3779B9
 LANE_MIX = 0x632BE5AB
 INIT_PERIOD = 0xFFFFFFFF
 
@@ -78,16 +77,6 @@ class QLearnConfig:
 # -- counter-based draws (NumPy; the numba and JAX versions below are the same arithmetic) -------------------------
 
 
-def fmix32_np(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finaliser on uint64 arrays holding 32-bit values."""
-    h = np.asarray(h, np.uint64) & np.uint64(MASK32)
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x85EBCA6B)) & np.uint64(MASK32)
-    h ^= h >> np.uint64(13)
-    h = (h * np.uint64(0xC2B2AE35)) & np.uint64(MASK32)
-    return h ^ (h >> np.uint64(16))
-
-
 def word_np(k0, k1, t, lane) -> np.ndarray:
     """The uint32 draw of (session key, period, lane), as a uint64 array."""
     m = np.uint64(MASK32)
@@ -128,13 +117,7 @@ def initial_q(payoff: np.ndarray, n: int, m: int, delta: float) -> np.ndarray:
 # -- the numba learner ----------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=False, inline="always")
-def _fmix32(h):
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & MASK32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & MASK32
-    return h ^ (h >> 16)
+_fmix32 = numba.njit(cache=False, inline="always")(fmix32_int)
 
 
 @numba.njit(cache=False, inline="always")

@@ -35,25 +35,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.hashing import fmix32
+from agentlab.hashing import GOLDEN, counter_words, fmix32
 
 BITS = 16
 ONE = 1 << BITS
-GOLDEN = 0x9E3779B9
 # Stream kinds inside a seed: tag = 4 * level + kind.
 LEAF, FLIP, SHARE, PERM = 0, 1, 2, 3
-
-
-def words(seed: jax.Array, counters: jax.Array) -> jax.Array:
-    """uint32 random words ``fmix32(seed[0] ^ fmix32(seed[1] + counter * 0x9E3779B9))``; seed uint32 (2,)."""
-    counters = jnp.asarray(counters, jnp.uint32)
-    return fmix32(seed[0] ^ fmix32(seed[1] + counters * jnp.uint32(GOLDEN)))
 
 
 def stream_seed(seed: jax.Array, tag: int | jax.Array) -> jax.Array:
     """An independent two-word seed for stream `tag` of `seed` (uint32 (2,))."""
     tag = jnp.asarray(tag, jnp.uint32)
-    return jnp.stack([words(seed, 2 * tag + jnp.uint32(0x10000)), words(seed, 2 * tag + jnp.uint32(0x10001))])
+    return jnp.stack(
+        [counter_words(seed, 2 * tag + jnp.uint32(0x10000)), counter_words(seed, 2 * tag + jnp.uint32(0x10001))]
+    )
 
 
 def quantize(p: jax.Array) -> jax.Array:
@@ -145,7 +140,7 @@ def level_population(seed: jax.Array, mu0, rho, gamma, *, b: int, depth: int, n_
     mask = jnp.uint32(n_words - 1)
 
     def level_step(population, level):
-        draws = words(stream_seed(seed, 4 * level + PERM), jnp.arange(3 * b, dtype=jnp.uint32)).reshape(b, 3)
+        draws = counter_words(stream_seed(seed, 4 * level + PERM), jnp.arange(3 * b, dtype=jnp.uint32)).reshape(b, 3)
         a, c = (draws[:, 0] | jnp.uint32(1)) & mask, draws[:, 1] & mask
         r = jnp.uint32(1) + draws[:, 2] % jnp.uint32(31)
         children = _rotl(population[(a[:, None] * index[None, :] + c[:, None]) & mask], r[:, None])  # (b, W)

@@ -11,21 +11,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from agentlab.hashing import GOLDEN, fmix32_int
+from agentlab.hashing import MASK32 as MASK
+
 BITS = 16
 ONE = 1 << BITS
-MASK = 0xFFFFFFFF
-GOLDEN = 0x9E3779B9
 LEAF, FLIP, SHARE, PERM = 0, 1, 2, 3
 
 
-@numba.njit(cache=False)
-def fmix32(h):
-    h = h & MASK
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & MASK
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & MASK
-    return h ^ (h >> 16)
+fmix32 = numba.njit(cache=False)(fmix32_int)
 
 
 @numba.njit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -90,3 +90,27 @@ def test_materialize_returns_its_input_unchanged():
         np.testing.assert_array_equal(
             np.asarray(out[name]), np.broadcast_to(np.asarray(value), np.asarray(out[name]).shape)
         )
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=64))
+def test_the_three_forms_of_the_hash_agree(values):
+    """JAX, NumPy, plain integers and numba (as Q-learning and the synergy cross-check jit it): one hash.
+    Checked against MurmurHash3's finaliser written out here from its definition."""
+    import numba
+
+    from agentlab.hashing import fmix32, fmix32_int, fmix32_np
+
+    def murmur(h):
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) % 2**32
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) % 2**32
+        return h ^ (h >> 16)
+
+    expected = [murmur(v) for v in values]
+    jitted = numba.njit(fmix32_int)
+    assert np.asarray(fmix32(jnp.asarray(values, jnp.uint32))).tolist() == expected
+    assert fmix32_np(np.asarray(values, np.uint64)).tolist() == expected
+    assert [fmix32_int(v) for v in values] == expected
+    assert [jitted(v) for v in values] == expected
