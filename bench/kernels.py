@@ -154,11 +154,6 @@ def time_interleaved(prepared: dict[Any, Prepared], repeats: int) -> dict[Any, d
     return out
 
 
-def measure(kernel: Kernel, batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
-    """One measurement on its own (see `time_interleaved` for side-by-side ones)."""
-    return time_interleaved({0: prepare(kernel, batch_size, steps, seed)}, repeats)[0]
-
-
 def kernel_for(cell: Cell) -> Kernel:
     if cell.impl == "gymnax":
         return gymnax_kernel(cell.env)

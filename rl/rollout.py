@@ -58,17 +58,3 @@ def random_rollout(env: Environment, params: Any, key: jax.Array, steps: int) ->
     """`rollout` under `uniform_policy`."""
     return rollout(env, params, key, steps, uniform_policy(env))
 
-
-def episode_returns(reward: jax.Array, done: jax.Array) -> jax.Array:
-    """Undiscounted returns of the episodes that finished, NaN-padded: float32 ``(steps,)``.
-
-    Entry t holds the return of the episode that ended at step t (NaN where none ended).
-    """
-
-    def body(total, inputs):
-        r, d = inputs
-        total = total + r
-        return jnp.where(d, 0.0, total), jnp.where(d, total, jnp.nan)
-
-    _, out = jax.lax.scan(body, jnp.zeros(reward.shape[1:], jnp.float32), (reward, done))
-    return out
