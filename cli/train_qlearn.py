@@ -73,13 +73,41 @@ def _save_batch(out: Path, start: int, result, wall: float) -> None:
 
 
 def _load_batch(out: Path, start: int) -> dict | None:
+    """The saved batch starting at session `start`, or None if it has to be computed.
+
+    A batch file is a cache of deterministic work (one atomic file per batch, so a crash leaves a whole
+    file or none): one that is missing, truncated, corrupt or not a batch of this command is recomputed
+    to the same numbers and saved again rather than refused. A path that cannot be read at all (a
+    directory, permission denied) is a one-line `UsageError` naming it.
+    """
+    import zipfile
+    import zlib
+
     import numpy as np
 
+    from agentlab.errors import UsageError
+
+    keys = ("greedy", "periods", "converged", "final_state", "compute_seconds")
     path = out / "checkpoints" / f"sessions-{start:07d}.npz"
-    if not path.exists():
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, EOFError):  # truncated, corrupt or not an archive: recompute it
+        return None
+    except OSError as error:
+        raise UsageError(f"session batch {path}: {error.strerror or error}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return None
+    with data:
+        try:
+            batch = {k: data[k] for k in keys}
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError):
+            return None
+    sessions = {batch[k].shape[:1] for k in keys[:4]}
+    if len(sessions) != 1 or () in sessions or batch["compute_seconds"].shape != ():
+        return None
+    return batch
 
 
 def _rows(config, params, payoff, bench, batch: dict, start: int, wall: float) -> tuple[list[dict], list[dict]]:

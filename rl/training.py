@@ -96,9 +96,10 @@ def _train(
     metrics_path = run_dir / "metrics.parquet"
     if resume and (run_dir / CHECKPOINT).exists():
         state, meta = checkpoint.load(run_dir / CHECKPOINT, state)
+        rows = committed_rows(run_dir, config, meta, int(np.asarray(state.update)[0]))
         wall_offset, compile_offset = meta["wall_seconds"], meta["compile_seconds"]
-        if metrics_path.exists():
-            rows = [r for r in pl.read_parquet(metrics_path).to_dicts() if r["update"] < meta["update"]]
+    elif resume and (run_dir / CHECKPOINT).with_suffix(".json").exists():  # written only after the .npz
+        raise UsageError(f"checkpoint {run_dir / CHECKPOINT}: no such file (it was removed?); cannot resume")
 
     # Finish computing the state before compiling: compiling while the state's own computation is still
     # in flight deadlocks JAX 0.10's CPU client.
@@ -142,8 +143,9 @@ def _train(
             "step": update * config.batch_size,
             "wall_seconds": wall,
             "compile_seconds": compile_seconds,
+            "metrics_rows": len(rows),
         }
-        checkpoint.save(run_dir / CHECKPOINT, state, meta)
+        checkpoint.save(run_dir / CHECKPOINT, state, meta)  # the commit point: state and row count in one rename
         if on_chunk is not None:
             recent = pl.DataFrame(rows).filter(pl.col("update") >= update - config.updates_per_chunk)
             on_chunk(
@@ -162,6 +164,52 @@ def _train(
     rundir.write_json(run_dir / "summary.json", summary)
     plot_learning_curve(frame, run_dir / "plots" / "learning_curve.png", config)
     return summary
+
+
+def committed_rows(run_dir: Path, config: PPOConfig, meta: dict, update: int) -> list[dict[str, Any]]:
+    """The metrics rows the checkpoint of `run_dir` committed, its learner state being after `update`
+    updates: every seed's rows of updates ``0 .. update - 1``, in file order.
+
+    ``metrics.parquet`` is written before the checkpoint, so it may hold rows of a chunk whose
+    checkpoint a crash never committed; they are dropped and computed again. Fewer rows than that, or
+    a checkpoint whose metadata disagrees with its state, is a `UsageError`. (Checkpoints of agentlab
+    <= 0.1.0 kept their metadata in a second file that a crash could leave one chunk behind the state;
+    the state's own update counter is what counts.)"""
+    import polars as pl
+
+    path = run_dir / CHECKPOINT
+    for key in ("update", "wall_seconds", "compile_seconds"):
+        if not isinstance(meta.get(key), (int, float)) or isinstance(meta.get(key), bool):
+            raise UsageError(f"checkpoint {path}: its metadata has no number {key!r} (corrupt or foreign)")
+    expected = update * config.seeds
+    if "metrics_rows" in meta and (meta["update"] != update or meta["metrics_rows"] != expected):
+        raise UsageError(
+            f"checkpoint {path}: its metadata (update {meta['update']}, {meta['metrics_rows']!r} metrics rows) "
+            f"disagrees with its state ({update} updates of {config.seeds} seed(s)) (corrupt?)"
+        )
+    if expected == 0:
+        return []
+    metrics = run_dir / "metrics.parquet"
+    try:
+        frame = pl.read_parquet(metrics)
+    except FileNotFoundError:
+        raise UsageError(f"{metrics}: no such file, but checkpoint {path} is after {update} update(s)") from None
+    except (OSError, pl.exceptions.PolarsError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"{metrics} is truncated or corrupt: {first}") from None
+    if not {"seed", "update"} <= set(frame.columns):
+        raise UsageError(f"{metrics} has no seed and update columns (corrupt or foreign)")
+    rows = [r for r in frame.to_dicts() if r["update"] is not None and r["update"] < update]
+    for seed in range(config.seed, config.seed + config.seeds):
+        done = sorted(r["update"] for r in rows if r["seed"] == seed)
+        if done != list(range(update)):
+            raise UsageError(
+                f"{metrics} is missing rows: seed {seed} has {len(done)} of the {update} update(s) "
+                f"that checkpoint {path} committed (truncated or edited?)"
+            )
+    if len(rows) != expected:
+        raise UsageError(f"{metrics} has {len(rows)} rows before update {update}, expected {expected} (corrupt?)")
+    return rows
 
 
 def _window(frame, fraction: float = 0.1) -> int:

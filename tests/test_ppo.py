@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from agentlab import hashing
-from agentlab.errors import UsageError
+from agentlab.errors import RunInterrupted, UsageError
 from agentlab.rl import checkpoint, training
 from agentlab.rl.ppo import PPO, PPOConfig, gae, seed_keys
 
@@ -154,13 +154,10 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     )
     training.train(config, tmp_path / "whole")
 
-    class Interrupt(Exception):
-        pass
-
     def stop_after_first_chunk(info):
-        raise Interrupt
+        raise KeyboardInterrupt  # Ctrl-C: a resumable run stays on disk (an error would remove a new run)
 
-    with pytest.raises(Interrupt):
+    with pytest.raises(RunInterrupted, match="--resume"):
         training.train(config, tmp_path / "split", on_chunk=stop_after_first_chunk)
     training.train(config, tmp_path / "split", resume=True)
 
