@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Annotated
 
@@ -20,11 +22,20 @@ from agentlab.cli.common import (
     print_json,
     progress_display,
 )
+from agentlab.errors import UsageError
 
 
 @handle_errors
 def evaluate(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Training run directories (agentlab train).")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN...",
+            help="Training run directories (agentlab train ppo). A run given twice (the same folder, also through "
+            "another path or a link) is evaluated once. Each run is labelled by its folder's name, with parent "
+            "folders added where names collide (a/run, b/run).",
+        ),
+    ],
     stochasticity_grid: Annotated[
         str,
         typer.Option(
@@ -33,7 +44,9 @@ def evaluate(
             "blackout masks) or a file with one stochasticity string per line.",
         ),
     ] = "default",
-    episodes: Annotated[int, typer.Option("--episodes", help="Episodes per profile and seed.")] = 32,
+    episodes: Annotated[
+        int, typer.Option("--episodes", help="Episodes per profile and seed (1 to 1,000,000; must fit in memory).")
+    ] = 32,
     greedy: Annotated[bool, typer.Option("--greedy", help="Take the most likely action instead of sampling.")] = False,
     seed: Seed = 0,
     out: Annotated[
@@ -46,29 +59,90 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate trained policies under every taxonomy profile: robustness.parquet (one row per run, profile and
-    seed), a heat map (trained under x tested under) in plots/robustness.png, and the table on stderr."""
-    if episodes < 1:
-        fail(f"--episodes must be >= 1, got {episodes}")
-
+    seed; `run` is the path given, `label` the run's unique label, `step` the steps per seed it trained), a heat
+    map (trained under x tested under) in plots/robustness.png, and the table on stderr. summary.json keys each
+    cell as mean_return_<label>_<profile>."""
     from agentlab import rundir
     from agentlab.kernels.atari import GAMES
     from agentlab.rl import evaluate as ev
-    from agentlab.rl import training
 
-    loaded = [(run, *training.load_run(run)) for run in runs]
-    envs = {config.env for _, config, _, _ in loaded}
+    # Everything about the input is checked before anything is loaded, compiled or written.
+    episodes = ev.EPISODES.check(episodes)
+    grid = None if stochasticity_grid == "default" else ev.read_grid(Path(stochasticity_grid))
+    runs = _distinct(runs)
+    labels = ev.run_labels(runs)
+    configs = [_config(run) for run in runs]
+    envs = {config.env for config in configs}
     if len(envs) > 1:
         fail(f"the runs were trained on different kernels ({', '.join(sorted(envs))}): evaluate one kernel at a time")
     env = envs.pop()
-    grid = ev.default_grid(env) if stochasticity_grid == "default" else ev.read_grid(Path(stochasticity_grid))
+    grid = grid or ev.default_grid(env)
     if env not in GAMES and grid != ["plain"]:
         fail(f"{env} has no stochasticity profiles: the grid must be 'plain' only")
-    for spec in grid:  # every profile must be valid for this kernel before any work
-        ev.make_episode_returns(loaded[0][2], spec, 1)
+    for spec in grid:  # every profile must be valid for this kernel
+        try:
+            ev.make_eval_env(configs[0], spec)
+        except UsageError as error:
+            fail(f"--stochasticity-grid profile {spec!r}: {error}")
+    ev.check_memory(configs, grid, episodes)
     out = out or (Path(runs[0]) / "eval" if len(runs) == 1 else default_out("eval"))
+    rundir.check_out(out, resume=resume, force=force)
+    loaded = [(run, label, *_load(run), _step(run)) for run, label in zip(runs, labels)]
+
     record = {"runs": [str(r) for r in runs], "grid": grid, "episodes": episodes, "greedy": greedy, "seed": seed}
     with rundir.open_run(out, "eval", record, resume=resume, force=force, resumable=True) as run_dir:
         _evaluate(run_dir, out, loaded, grid, env, episodes, seed, greedy, resume, json, quiet)
+
+
+def _distinct(runs: list[Path]) -> list[Path]:
+    """`runs` without repeats (the same folder by resolved path: also through another path or a link), in
+    the order given."""
+    seen: dict[str, Path] = {}
+    for run in runs:
+        seen.setdefault(os.path.realpath(run), Path(run))
+    return list(seen.values())
+
+
+def _about(run: Path, error: Exception) -> UsageError:
+    """`error` as a one-line `UsageError` that names the run."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return UsageError(message if str(run) in message else f"{run}: {message}")
+
+
+def _config(run: Path):
+    """The PPOConfig the run recorded: not a run directory, not a `train ppo` run or a corrupt
+    config.json -> one line naming the run."""
+    from agentlab import rundir
+    from agentlab.rl import training
+
+    try:
+        return training.config_from_record(rundir.load_record(run, "train ppo")["config"])
+    except UsageError as error:
+        raise _about(run, error) from None
+
+
+def _load(run: Path):
+    """``(config, learner, params)`` of the run; a missing or unreadable checkpoint -> one line."""
+    from agentlab.rl import training
+
+    try:
+        return training.load_run(run)
+    except UsageError as error:
+        raise _about(run, error) from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise UsageError(
+            f"{run}: its checkpoint cannot be read (corrupt or truncated?): {type(error).__name__}: {detail}"
+        ) from None
+
+
+def _step(run: Path) -> int:
+    from agentlab.rl import evaluate as ev
+
+    try:
+        return ev.trained_step(run)
+    except UsageError as error:
+        raise _about(run, error) from None
 
 
 def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greedy, resume, json, quiet) -> None:
@@ -79,23 +153,27 @@ def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greed
 
     path = run_dir / "robustness.parquet"
     rows = pl.read_parquet(path).to_dicts() if resume and path.exists() else []
+    label_of = {str(run): label for run, label, *_ in loaded}
+    for row in rows:  # a run directory written before runs had labels
+        row.setdefault("label", label_of.get(row["run"], Path(row["run"]).name))
     done = {(r["run"], r["tested_under"]) for r in rows}
     started = time.perf_counter()
 
     with progress_display(quiet=quiet) as bar:
         task = bar.add_task("eval", total=len(loaded) * len(grid), completed=len(done))
-        for run, config, learner, params in loaded:
+        for run, label, config, learner, params, step in loaded:
             for spec in grid:
                 if (str(run), spec) in done:
                     continue
-                bar.update(task, description=f"{Path(run).name}: {spec}")
+                bar.update(task, description=f"{label}: {spec}")
                 for row in ev.evaluate(learner, params, [spec], episodes, seed, greedy):
                     rows.append(
                         {
                             "run": str(run),
+                            "label": label,
                             "trained_under": config.stochasticity,
                             "seed": config.seed + row.pop("seed_index"),
-                            "step": config.num_updates * config.batch_size,
+                            "step": step,
                             "wall_seconds": time.perf_counter() - started,
                             **row,
                         }
@@ -104,7 +182,7 @@ def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greed
                 bar.advance(task)
 
     frame = pl.DataFrame(rows)
-    matrix = frame.group_by(["run", "trained_under", "tested_under"], maintain_order=True).agg(
+    matrix = frame.group_by(["label", "trained_under", "tested_under"], maintain_order=True).agg(
         pl.col("mean_return").mean(), pl.col("stderr_return").mean()
     )
     summary = {
@@ -113,8 +191,8 @@ def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greed
         "profiles": len(grid),
         "episodes_per_profile_and_seed": episodes,
         **{
-            f"mean_return_{Path(r).name}_{_key(s)}": v
-            for r, s, v in zip(matrix["run"], matrix["tested_under"], matrix["mean_return"])
+            f"mean_return_{ev.key_name(label)}_{ev.key_name(spec)}": value
+            for label, spec, value in zip(matrix["label"], matrix["tested_under"], matrix["mean_return"])
         },
         "wall_seconds": time.perf_counter() - started,
     }
@@ -126,22 +204,18 @@ def _evaluate(run_dir: Path, out: Path, loaded, grid, env, episodes, seed, greed
         show(matrix, grid, out)
 
 
-def _key(spec: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in spec).strip("_")
-
-
 def _labels(matrix, grid):
     import polars as pl
 
-    runs = matrix.select("run", "trained_under").unique(maintain_order=True)
+    runs = matrix.select("label", "trained_under").unique(maintain_order=True)
     values = [
         [
-            matrix.filter((pl.col("run") == run) & (pl.col("tested_under") == spec))["mean_return"].item()
+            matrix.filter((pl.col("label") == label) & (pl.col("tested_under") == spec))["mean_return"].item()
             for spec in grid
         ]
-        for run in runs["run"]
+        for label in runs["label"]
     ]
-    names = [f"{Path(r).name} ({t})" for r, t in zip(runs["run"], runs["trained_under"])]
+    names = [f"{label} ({t})" for label, t in zip(runs["label"], runs["trained_under"])]
     return names, values
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from agentlab.cli.common import Seed, Stochasticity, fail, handle_errors, parse_int_list, print_json
+from agentlab.limits import Bound
+from agentlab.rundir import MAX_NAME_BYTES, atomic_write
 
 POLICIES = ("random", "noop")
+#: What one render may ask for. A frame is ``10 x scale`` pixels square plus a caption; ten thousand
+#: steps is 100 times a default clip, and the frames of the largest render are checked against memory.
+STEPS = Bound("--steps", int, low=1, high=10_000, unit="steps of one episode")
+SCALE = Bound("--scale", int, low=1, high=64, unit="pixels per grid cell")
+FPS = Bound("--fps", float, low=0.01, high=100, unit="GIF frames per second")
+MAX_ACTIONS = 10_000  # --actions entries (the script is cycled; longer than --steps is never used)
+CAPTION_PIXELS = 14  # rows of a frame's caption (viewer._captioned)
 
 
 @handle_errors
@@ -38,28 +48,33 @@ def render(
     import jax.numpy as jnp
     import numpy as np
 
+    from agentlab import limits
     from agentlab.kernels import make
     from agentlab.kernels.atari import GAMES, viewer
 
     if env_name not in GAMES:
         fail(f"render draws the Atari-style kernels: valid ENV values are {', '.join(sorted(GAMES))}")
-    if out.suffix.lower() not in (".gif", ".png"):
-        fail(f"--out {out}: the file must end in .gif or .png")
-    if out.exists() and not force:
-        fail(f"--out {out} already exists: pass --force to overwrite it")
-    if steps < 1 or scale < 1 or fps <= 0:
-        fail("--steps and --scale must be >= 1 and --fps > 0")
+    check_out_file(out, force)
+    steps, scale, fps = STEPS.check(steps), SCALE.check(scale), FPS.check(fps)
     if policy not in POLICIES:
         fail(f"unknown --policy {policy!r}: valid policies are 'random' or 'noop'")
     env, params = make(env_name, stochasticity=stochasticity, auto_reset=False)
     given = None
     if actions is not None:
         given = parse_int_list(actions, "--actions", minimum=0)
+        if len(given) > MAX_ACTIONS:
+            fail(f"--actions lists {len(given):,} actions; at most {MAX_ACTIONS:,} (they are cycled)")
         if max(given) >= env.num_actions:
             fail(
                 f"--actions: {env_name} has {env.num_actions} actions ({', '.join(env.action_names)}), "
                 f"indices 0..{env.num_actions - 1}"
             )
+    # The frames (RGB, then captioned images; a PNG strip also the sheet) are what grows with --steps x --scale.
+    side = 10 * scale
+    frame_bytes = side * (side + CAPTION_PIXELS) * 3
+    limits.check_memory(
+        (steps + 1) * frame_bytes * 4, f"rendering {steps:,} steps at --scale {scale}", "lower --steps or --scale"
+    )
 
     def episode(key):
         obs, state = env.reset(jax.random.fold_in(key, 0), params)
@@ -95,11 +110,13 @@ def render(
     captions = ["t=0 reset"] + [
         f"t={t + 1} {env.action_names[executed[t]]} r={reward[t]:g} R={score[t + 1]:g}" for t in range(length)
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".gif":
-        viewer.save_gif(out, frames, captions, fps=fps)
-    else:
-        viewer.save_strip(out, frames, captions)
+    try:
+        if out.suffix.lower() == ".gif":
+            atomic_write(out, lambda tmp: viewer.save_gif(tmp, frames, captions, fps=fps))
+        else:
+            atomic_write(out, lambda tmp: viewer.save_strip(tmp, frames, captions))
+    except OSError as error:  # the folder went away or filled up after the checks
+        fail(f"--out {out}: cannot write it: {error.strerror or error}")
     summary = {
         "env": env_name,
         "stochasticity": stochasticity,
@@ -112,3 +129,35 @@ def render(
         print_json(summary)
     else:
         typer.echo(f"wrote {out}: {length} steps, reward {score[-1]:g}", err=True)
+
+
+def check_out_file(out: Path, force: bool) -> None:
+    """``--out`` must be a new (or, with `force`, an existing) .gif or .png file in a folder that exists or
+    can be made and written: checked before anything is computed, one line otherwise."""
+    try:
+        if out.is_dir():
+            fail(f"--out {out} is a directory: give a file name ending in .gif or .png")
+    except OSError as error:
+        fail(f"--out {out}: {error.strerror or error}")
+    if out.suffix.lower() not in (".gif", ".png"):
+        fail(f"--out {out}: the file must end in .gif or .png")
+    name = os.fsencode(Path(os.path.abspath(out)).name)
+    if len(name) > MAX_NAME_BYTES:
+        fail(f"--out: the file name is {len(name)} bytes long; at most {MAX_NAME_BYTES}")
+    try:
+        if out.exists() or out.is_symlink():
+            if not force:
+                fail(f"--out {out} already exists: pass --force to overwrite it")
+            if not out.is_file():
+                fail(f"--out {out} exists and is not a regular file")
+        folder = Path(os.path.abspath(out)).parent
+        while not (folder.exists() or folder.is_symlink()):
+            folder = folder.parent
+    except PermissionError:
+        fail(f"--out {out}: permission denied")
+    except OSError as error:
+        fail(f"--out {out}: {error.strerror or error}")
+    if not folder.is_dir():
+        fail(f"--out {out}: {folder} is a file, not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"--out {out}: cannot write in {folder} (permission denied)")

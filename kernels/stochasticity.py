@@ -36,6 +36,8 @@ transform the action; the game steps (events inside it); masks transform the obs
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -52,6 +54,14 @@ CROP_REGIONS = ("left", "right", "top", "bottom")
 TORCH_CENTRES = ("agent", "random")
 DRIFT_MODES = ("sudden", "cyclic")
 PLAIN_NAMES = ("plain", "none", "")
+#: At most this many profiles in one specification, drift targets included: every profile adds work to
+#: each step and to its compile (breakout's step: 1.4 s for one profile, 5.7 s for 512 on a 2-core CPU),
+#: and no STORI setting needs more than a handful.
+MAX_PROFILES = 32
+#: At most this many characters in a stochasticity string (far more than `MAX_PROFILES` profiles need).
+MAX_SPEC_CHARS = 4096
+#: Step counts (``drift`` ``at=``) are int32 inside the kernels.
+MAX_STEPS = 2**31 - 1
 
 
 @pytree_dataclass
@@ -146,6 +156,8 @@ def _probability(value: str, key: str, where: str) -> float:
         p = float(value)
     except ValueError:
         raise UsageError(f"{key}={value!r} in {where!r} is not a number (expected a probability in [0, 1])") from None
+    if not math.isfinite(p):
+        raise UsageError(f"{key}={value} in {where!r} is not a finite number (expected a probability in [0, 1])")
     if not 0.0 <= p <= 1.0:
         raise UsageError(f"{key}={value} in {where!r} is outside [0, 1]")
     return p
@@ -158,6 +170,8 @@ def _positive_int(value: str, key: str, where: str) -> int:
         raise UsageError(f"{key}={value!r} in {where!r} is not an integer (expected a step count >= 1)") from None
     if n < 1:
         raise UsageError(f"{key}={value} in {where!r} must be >= 1")
+    if n > MAX_STEPS:
+        raise UsageError(f"{key}={value} in {where!r} must be <= {MAX_STEPS} (steps are int32)")
     return n
 
 
@@ -166,7 +180,9 @@ def _radius(value: str, where: str) -> float:
         r = float(value)
     except ValueError:
         raise UsageError(f"radius={value!r} in {where!r} is not a number (expected a radius >= 0)") from None
-    if not r >= 0.0:
+    if not math.isfinite(r):
+        raise UsageError(f"radius={value} in {where!r} is not a finite number (expected a radius >= 0)")
+    if r < 0.0:
         raise UsageError(f"radius={value} in {where!r} must be >= 0")
     return r
 
@@ -190,11 +206,28 @@ _MASK_KEYS = {
 }
 
 
-def _parse_profile(text: str) -> Profile:
+def _parse_profile(text: str, whole: str, inside_drift: bool = False) -> Profile:
+    """One profile `text` of the specification `whole` (for messages); `inside_drift`: a drift's ``to=``."""
     kind, sep, rest = text.partition(":")
     kind = kind.strip()
+    if kind in PLAIN_NAMES:
+        if not kind:
+            raise UsageError(f"empty profile in stochasticity {whole!r}: '+' must join two profiles")
+        if sep:
+            raise UsageError(f"{kind!r} takes no keys: give {kind!r} alone for the unmodified game, not {text!r}")
+        raise UsageError(
+            f"{kind!r} cannot be combined with other profiles in {whole!r}: give {kind!r} alone for the "
+            "unmodified game, or leave it out"
+        )
     if kind not in KINDS:
+        word = re.match(r"[A-Za-z_]*", kind).group()
+        if word in KINDS:
+            raise UsageError(
+                f"malformed stochasticity profile {text!r}: expected {word}:KEY=VALUE,... (a ':' after the kind)"
+            )
         raise UsageError(f"unknown stochasticity kind {kind!r} in {text!r}: valid kinds are {choices(KINDS)}")
+    if kind == "drift" and inside_drift:
+        raise UsageError(f"a drift's to= cannot contain another drift, got {text!r} inside one")
     fields: dict[str, str] = {}
     if sep and not rest.strip():
         raise UsageError(f"malformed stochasticity profile {text!r}: nothing after ':' (expected KEY=VALUE)")
@@ -202,6 +235,10 @@ def _parse_profile(text: str) -> Profile:
         for item in _split_top(rest, ",", text):
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
+            if not item.strip():
+                raise UsageError(f"malformed stochasticity profile {text!r}: an empty KEY=VALUE (a stray ',')")
+            if eq and key and not value:
+                raise UsageError(f"malformed stochasticity profile {text!r}: {key}= has no value (expected KEY=VALUE)")
             if not eq or not key or not value:
                 raise UsageError(f"malformed stochasticity profile {text!r}: {item!r} is not KEY=VALUE")
             if key in fields:
@@ -233,11 +270,11 @@ def _parse_profile(text: str) -> Profile:
         if "to" not in fields:
             raise UsageError(f"drift profile {text!r} needs to=(SPEC), e.g. to=(action:p=0.3)")
         to_text = fields["to"]
-        if not (to_text.startswith("(") and to_text.endswith(")")):
-            raise UsageError(f"drift to={to_text!r} in {text!r} must be a specification in parentheses")
-        to = parse_spec(to_text[1:-1])
+        if not (to_text.startswith("(") and _closing(to_text) == len(to_text) - 1):
+            raise UsageError(f"drift to={to_text!r} in {text!r} must be one specification in parentheses")
+        to = _parse(to_text[1:-1], inside_drift=True)
         if not to:
-            raise UsageError(f"drift to= in {text!r} must name at least one profile")
+            raise UsageError(f"drift to= in {text!r} must name at least one profile ('plain' is none)")
         if any(isinstance(q, ConceptDrift) for q in to):
             raise UsageError(f"drift to= in {text!r} cannot contain another drift")
         at = _positive_int(fields["at"], "at", text) if "at" in fields else 300
@@ -256,18 +293,44 @@ def _parse_profile(text: str) -> Profile:
     return mask.replace(p=_probability(p, "p", text)) if p else mask
 
 
+def _closing(text: str) -> int:
+    """The index of the ``)`` that closes the ``(`` at ``text[0]`` (-1 if none does)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return i
+    return -1
+
+
+def _parse(text: str, inside_drift: bool = False) -> Spec:
+    text = text.strip()
+    if text in PLAIN_NAMES:
+        return ()
+    return tuple(_parse_profile(part.strip(), text, inside_drift) for part in _split_top(text, "+", text))
+
+
+def _check_count(spec: Spec, what: str) -> None:
+    count = len(flat_profiles(spec))
+    if count > MAX_PROFILES:
+        raise UsageError(f"{what} has {count} profiles (drift targets included); at most {MAX_PROFILES}")
+
+
 def parse_spec(text: str) -> Spec:
     """Parse a stochasticity string into a tuple of profiles (``"plain"`` or ``""`` is the empty tuple).
 
     Raises `UsageError` (a `ValueError`) naming the problem and the valid choices. Game-specific
-    names (event modes, blackout regions) are checked by `validate_spec`.
+    names (event modes, blackout regions) are checked by `validate_spec`. At most `MAX_PROFILES`
+    profiles and `MAX_SPEC_CHARS` characters.
     """
     if not isinstance(text, str):
         raise UsageError(f"a stochasticity string must be a str, not {type(text).__name__}")
-    text = text.strip()
-    if text in PLAIN_NAMES:
-        return ()
-    return tuple(_parse_profile(part.strip()) for part in _split_top(text, "+", text))
+    if len(text) > MAX_SPEC_CHARS:
+        raise UsageError(f"a stochasticity string of {len(text)} characters is too long; at most {MAX_SPEC_CHARS}")
+    spec = _parse(text)
+    shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:57] + "..."
+    _check_count(spec, f"the stochasticity {shown!r}")
+    return spec
 
 
 def _fmt_number(x: Any) -> str:
@@ -322,6 +385,7 @@ def validate_spec(spec: Spec, event_modes: Iterable[str], blackout_regions: Iter
     event_modes = tuple(event_modes)
     regions = ("all", *tuple(blackout_regions))
     label = f" for {where}" if where else ""
+    _check_count(spec, f"the stochasticity{label}")
 
     def check_p(p: Any, text: str) -> None:
         _probability(str(float(p)), "p", text)
