@@ -31,7 +31,12 @@ from agentlab.kernels.stochasticity import GAME_STREAM, counter_words, randint, 
 
 
 class ScriptedRandom:
-    """Stands in for MinAtar's `np.random.RandomState`, replaying queued values in call order."""
+    """Stands in for MinAtar's `np.random.RandomState`, replaying queued values in call order.
+
+    Each call checks that the scripted value is one `RandomState` could return for that call: ``rand(*size)``
+    floats in [0, 1) of shape `size`, ``randint(low, high=None, size=None)`` integers in ``[low, high)`` (``[0, low)``
+    without `high`) of shape `size`, so a script that draws outside MinAtar's bounds fails instead of passing
+    silently."""
 
     def __init__(self):
         self.queue: deque = deque()
@@ -39,17 +44,36 @@ class ScriptedRandom:
     def push(self, *values):
         self.queue.extend(values)
 
-    def _next(self, kind):
-        assert self.queue, f"MinAtar asked for an unexpected random {kind}"
+    def _next(self, kind, call):
+        assert self.queue, f"MinAtar asked for an unexpected random {call}"
         got_kind, value = self.queue.popleft()
-        assert got_kind == kind, f"MinAtar asked for {kind}, script has {got_kind}"
+        assert got_kind == kind, f"MinAtar asked for {call}, script has {got_kind}"
         return value
 
+    @staticmethod
+    def _check(value, call, shape, low, high, integer):
+        array = np.asarray(value)
+        assert array.shape == shape, f"scripted {call}: shape {array.shape}, expected {shape}"
+        if integer:
+            assert np.issubdtype(array.dtype, np.integer), f"scripted {call}: {value!r} is not an integer"
+        else:
+            assert np.issubdtype(array.dtype, np.floating), f"scripted {call}: {value!r} is not a float"
+        assert np.all((array >= low) & (array < high)), f"scripted {call}: {value!r} outside [{low}, {high})"
+
     def rand(self, *size):
-        return self._next("rand")
+        call = f"rand({', '.join(map(str, size))})"
+        value = self._next("rand", call)
+        self._check(value, call, tuple(size), 0.0, 1.0, integer=False)
+        return value
 
     def randint(self, low, high=None, size=None):
-        return self._next("randint")
+        call = f"randint(low={low}, high={high}, size={size})"
+        value = self._next("randint", call)
+        low, high = (0, low) if high is None else (low, high)
+        assert low < high, f"MinAtar called {call} on an empty range"
+        shape = () if size is None else tuple(np.atleast_1d(size))
+        self._check(value, call, shape, low, high, integer=True)
+        return value
 
     def assert_drained(self):
         assert not self.queue, f"MinAtar did not use scripted draws {list(self.queue)}"

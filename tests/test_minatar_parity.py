@@ -1,11 +1,13 @@
 """Parity with MinAtar 1.0.15 (the oracle; GPL-3.0, imported only here).
 
 1. Lockstep: both start from the same reset and take the same random actions; MinAtar's random draws
-   are replayed from ours (`ScriptedRandom`), so observations, rewards, terminations and full states
-   must agree at every step.
+   are replayed from ours (`ScriptedRandom`, which checks each replayed value lies in the range MinAtar
+   asks for), so observations, rewards, terminations and full states must agree at every step.
 2. Injection: states reached by MinAtar itself (its own RNG, a heuristic policy, also at maximum
    difficulty) are converted into ours; one step of each from there must agree.
-3. Statistics: where MinAtar draws randomness, our draws have MinAtar's distributions.
+
+Replaying our draws cannot show that they have MinAtar's distributions: tests/test_minatar_distributions.py
+compares the distributions of every random element (spawn lanes, sides, kinds, car speeds, ball start).
 """
 
 from __future__ import annotations
@@ -144,3 +146,21 @@ def test_injected_minatar_states_step_identically(name, hard):
                 for attr, value in _HARD[name].items():
                     setattr(e, attr, value)
     assert checked == 500
+
+
+def test_scripted_random_rejects_draws_outside_minatars_bounds():
+    """A script drawing outside what MinAtar asks for fails, naming the call, instead of passing silently."""
+    e = oracle.minatar_env("seaquest")
+    e.reset()
+    e.e_spawn_timer = 0
+    e.random.push(("rand", 0.25), ("rand", 0.75), ("randint", 0))  # row 0: MinAtar draws randint(low=1, high=9)
+    with pytest.raises(AssertionError, match=r"randint\(low=1, high=9, size=None\).*outside \[1, 9\)"):
+        e.act(0)
+    f = oracle.minatar_env("freeway")
+    f.random.push(("randint", np.array([1, 2, 3, 4, 5, 6, 1, 2])))  # speed 6: MinAtar draws randint(1, 6, 8)
+    with pytest.raises(AssertionError, match=r"randint\(low=1, high=6, size=8\).*outside \[1, 6\)"):
+        f.reset()
+    b = oracle.minatar_env("breakout")
+    b.random.push(("rand", 0.5))  # a float where MinAtar asks for an integer
+    with pytest.raises(AssertionError, match="asked for randint"):
+        b.reset()
