@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from agentlab import limits
 from agentlab.cli.common import (
     Config,
     Force,
@@ -26,10 +27,38 @@ from agentlab.cli.common import (
     print_json,
     progress_display,
 )
+from agentlab.limits import Bound
 
 app = typer.Typer(help="Benchmarks: kernel throughput (results and commands in bench/README.md).", no_args_is_help=True)
 
 AUTO_RESET = ("on", "off", "both")
+AUTO_RESET_MODES = {"on": [True], "off": [False], "both": [True, False]}
+# The numeric options (flags or --config keys); batch sizes are checked one by one.
+BOUNDS = {
+    "steps": Bound("--steps", int, low=1, high=limits.MAX_INDEX, unit="environment steps per lane per timed call"),
+    "repeats": Bound("--repeats", int, low=1, high=10_000, unit="timed calls per measurement"),
+    "batch_sizes": Bound("--batch-sizes", int, low=1, high=limits.MAX_INDEX, unit="parallel environments"),
+    "seed": Bound("--seed", int, low=0, high=2**31 - 1),
+}
+
+
+def bench_bytes(names: list[str], stochasticity: str, batch_size: int, steps: int, at_once: int) -> float:
+    """Estimated peak memory of one kernel's measurements, which are compiled and held together: per lane the
+    observation and state of the largest kernel (shapes from `jax.eval_shape`, nothing allocated) about 4 times
+    over (carry, the step's new carry, temporaries), times the measurements held at once; plus the `steps` keys
+    each timed call splits."""
+    import math
+
+    import jax
+
+    from agentlab.kernels import make
+
+    lane = 0
+    for name in names:
+        env, params = make(name, stochasticity=stochasticity)
+        shapes = jax.eval_shape(env.reset, jax.random.key(0), params)
+        lane = max(lane, sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes)))
+    return float(at_once) * batch_size * (4 * lane + 64) + 16.0 * steps
 
 
 @app.command("kernels")
@@ -61,15 +90,13 @@ def kernels(
 ) -> None:
     """Steps per second of each kernel over batch sizes (random actions, blocking on results,
     compile time excluded and reported separately); writes metrics.parquet, summary.json and plots."""
-    values = apply_config_file(ctx, config, dict(locals()) | {"ctx": None})
-    envs, batch_sizes, steps, repeats = values["envs"], values["batch_sizes"], values["steps"], values["repeats"]
-    stochasticity, profiles, auto_reset, vs, seed = (
-        values["stochasticity"],
-        values["profiles"],
-        values["auto_reset"],
-        values["vs"],
-        values["seed"],
-    )
+    values = dict(locals())
+    del values["ctx"]
+    values = apply_config_file(ctx, config, values)
+    envs, batch_sizes, auto_reset, vs = values["envs"], values["batch_sizes"], values["auto_reset"], values["vs"]
+    stochasticity, profiles = values["stochasticity"], values["profiles"]
+    # Numbers from flags and from the TOML file alike pass their Bound.
+    steps, repeats, seed = (BOUNDS[key].check(values[key]) for key in ("steps", "repeats", "seed"))
 
     from agentlab import rundir
     from agentlab.bench import kernels as bk
@@ -77,9 +104,7 @@ def kernels(
     from agentlab.kernels.atari import GAMES
 
     names = parse_names(envs, tuple(sorted(GAMES)), "--envs")
-    sizes = parse_int_list(batch_sizes, "--batch-sizes")
-    if steps < 1 or repeats < 1:
-        fail(f"--steps and --repeats must be >= 1, got {steps} and {repeats}")
+    sizes = [BOUNDS["batch_sizes"].check(size) for size in parse_int_list(batch_sizes, "--batch-sizes")]
     if auto_reset not in AUTO_RESET:
         fail(f"unknown --auto-reset {auto_reset!r}: valid values are 'on', 'off' or 'both'")
     if vs not in (None, "gymnax"):
@@ -88,8 +113,14 @@ def kernels(
         make(name, stochasticity=stochasticity)
     if vs == "gymnax":
         bk.gymnax_kernel(names[0])  # fails early with an install hint
+    at_once = len(AUTO_RESET_MODES[auto_reset]) * len(sizes) + (len(sizes) if vs else 0) + (8 if profiles else 0)
+    limits.check_memory(
+        bench_bytes(names, stochasticity, max(sizes), steps, at_once),
+        f"bench kernels at batch size {max(sizes):,} x {steps:,} steps",
+        "lower --batch-sizes or --steps",
+    )
 
-    resets = {"on": [True], "off": [False], "both": [True, False]}[auto_reset]
+    resets = AUTO_RESET_MODES[auto_reset]
     cells = []
     for name in names:
         for size in sizes:

@@ -9,13 +9,27 @@ from typing import Annotated
 
 import typer
 
+from agentlab import limits
 from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail, handle_errors, print_json
+from agentlab.limits import Bound
 
 app = typer.Typer(
     help="Fit models to agent logs: `agentlab calibrate synergy DATA`, `agentlab calibrate confidence DATA`.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+# The numeric options of `calibrate synergy` and `calibrate confidence`.
+BOUNDS = {
+    "budget": Bound("--budget", float, low=0, low_open=True, high=1e15, unit="tokens"),
+    "context_window": Bound("--context-window", float, low=0, low_open=True, high=1e9, unit="tokens"),
+    "message_length": Bound("--message-length", float, low=0, low_open=True, high=1e9, unit="tokens"),
+    "m0": Bound("--m0", float, low=0, low_open=True, high=1e9, unit="tokens"),
+    "bootstrap": Bound("--bootstrap", int, low=10, high=100_000, unit="resamples"),
+    "bins": Bound("--bins", int, low=1, high=10_000, unit="equal-width confidence bins"),
+    "test_fraction": Bound("--test-fraction", float, low=0, high=1, low_open=True, high_open=True, unit="held out"),
+    "seed": Bound("--seed", int, low=0, high=2**31 - 1),
+}
 
 
 @app.command("synergy")
@@ -54,17 +68,18 @@ def synergy(
     from agentlab.synergy import calibrate
     from agentlab.synergy.examples import DATA
 
-    positive = {"--budget": budget, "--context-window": context_window, "--message-length": message_length, "--m0": m0}
-    for name, value in positive.items():
-        if value <= 0:
-            fail(f"{name} must be > 0, got {value:g}")
-    if bootstrap < 10:
-        fail(f"--bootstrap must be >= 10, got {bootstrap}")
+    options = {"budget": budget, "context_window": context_window, "message_length": message_length, "m0": m0,
+               "bootstrap": bootstrap, "seed": seed}  # fmt: skip
+    budget, context_window, message_length, m0, bootstrap, seed = (BOUNDS[k].check(v) for k, v in options.items())
     text = str(data)
     path = DATA / f"{text.split(':', 1)[1]}.parquet" if text.startswith("example:") else Path(data)
     if text.startswith("example:") and not path.exists():
         fail(f"DATA {text!r}: unknown example; valid: 'example:homogeneous' or 'example:agent_level'")
     frame = calibrate.load_table(path)
+    # The bootstrap resamples every (item, compute) group at once: index, sums and counts, int64 / float64.
+    limits.check_memory(
+        8.0 * 8 * bootstrap * frame.height, f"--bootstrap {bootstrap} over {frame.height:,} rows", "lower --bootstrap"
+    )
     out = Path(out or default_out("calibrate-synergy"))
     rundir.check_out(out, force=force)
     record = {"data": str(path), "budget": budget, "context_window": context_window, "message_length": message_length,
@@ -166,10 +181,8 @@ def confidence(
     from agentlab import rundir
     from agentlab.synergy import confidence as conf
 
-    if bins < 1:
-        fail(f"--bins must be >= 1, got {bins}")
-    if not 0 < test_fraction < 1:
-        fail(f"--test-fraction must be in (0, 1), got {test_fraction:g}")
+    options = {"bins": bins, "test_fraction": test_fraction, "seed": seed}
+    bins, test_fraction, seed = (BOUNDS[k].check(v) for k, v in options.items())
     names = tuple(n.strip() for n in (features or "").split(",") if n.strip())
     if features is not None and not names:
         fail("--features is empty: give comma-separated column names like 'a,b,c'")
@@ -180,9 +193,9 @@ def confidence(
         path = conf.EXAMPLE
     else:
         path = Path(data)
+    table = conf.validate(conf.read_table(path), names, f"DATA {path}")
     out = Path(out or default_out("calibrate-confidence"))
     rundir.check_out(out, force=force)
-    table = conf.validate(conf.read_table(path), names, f"DATA {path}")
     study = conf.recalibrate(table, test_fraction=test_fraction, seed=seed, bins=bins)
     record = {"data": str(path), "features": list(names), "bins": bins, "test_fraction": test_fraction, "seed": seed}
     with rundir.open_run(out, "calibrate confidence", record, force=force) as work:

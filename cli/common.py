@@ -114,11 +114,18 @@ def parse_names(text: str, valid: tuple[str, ...], option: str) -> list[str]:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """The table of a ``--config`` TOML file; a missing or malformed file is bad input."""
+    """The table of a ``--config`` TOML file; a missing, unreadable, binary or malformed file is bad input."""
+    path = Path(path)
     try:
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         fail(f"--config {path}: no such file")
+    except IsADirectoryError:
+        fail(f"--config {path} is a directory, not a TOML file")
+    except UnicodeDecodeError:
+        fail(f"--config {path} is not a text file (not UTF-8): expected TOML")
+    except OSError as error:
+        fail(f"--config {path}: cannot read it ({error.strerror or type(error).__name__})")
     except tomllib.TOMLDecodeError as error:
         fail(f"--config {path} is not valid TOML: {error}")
     raise AssertionError("unreachable")
@@ -127,18 +134,23 @@ def load_toml(path: Path) -> dict[str, Any]:
 def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, Any]) -> dict[str, Any]:
     """Fill options the user did not give on the command line from a TOML file.
 
-    Keys are the flags' names in snake_case; an unknown key or a value of the wrong type is bad
-    input. Returns the updated `values`.
+    Keys are the flags' names in snake_case, of options that set what is computed (never the file itself,
+    where the run goes or how it is shown: ``--config``, ``--out``, ``--resume``, ``--force``, ``--json``,
+    ``--quiet``, nor the Typer context); an unknown key or a value of
+    the wrong type (a TOML boolean is not a number, a number not a boolean) is bad input. Returns the
+    updated `values`; the caller checks the values' ranges as it checks flags.
     """
     if path is None:
         return values
     data = load_toml(path)
-    settable = {k for k in values if k not in ("config", "resume", "force", "json", "quiet")}
+    settable = {k for k in values if k not in ("ctx", "config", "out", "resume", "force", "json", "quiet")}
     for key, value in data.items():
         if key not in settable:
             fail(f"--config {path}: unknown key {key!r}: valid keys are {choices(sorted(settable))}")
         default = values[key]
         expected = type(default) if default is not None else None
+        if expected in (int, float) and isinstance(value, bool):
+            fail(f"--config {path}: {key} must be {expected.__name__}, got bool {value!r}")
         if (
             expected is not None
             and not isinstance(value, expected)
@@ -148,6 +160,8 @@ def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, A
                 value = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             else:
                 fail(f"--config {path}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        if expected is float and isinstance(value, int):
+            value = float(value)
         source = ctx.get_parameter_source(key)
         if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             values[key] = value
@@ -166,33 +180,42 @@ def default_out(command: str) -> Path:
     return Path("runs") / f"{command}-{stamp}"
 
 
-def parse_grid(text: str, option: str, kind: type = float) -> list:
+def parse_grid(text: str, option: str, kind: type = float, max_count: int = 100_000) -> list:
     """A grid of values: a list ``"3,5,7"``, a range ``"start:stop:count"`` (count values, both ends
-    included, like numpy's linspace), or both mixed (``"0,0.5:0.9:5"``). Integers with ``kind=int``
-    (a range must then land on integers). Bad input -> one line naming the option."""
+    included, like numpy's linspace; 1 <= count <= `max_count`), or both mixed (``"0,0.5:0.9:5"``).
+    Every value is finite. Integers with ``kind=int`` (a range must then land on integers). Bad input
+    -> one line naming the option. The values' own ranges are the caller's to check."""
+    import math
+
     import numpy as np
 
+    expected = "expected a list like 3,5,7 or a range start:stop:count"
     values: list = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
-            fail(f"{option} {text!r}: empty entry (expected a list like 3,5,7 or a range start:stop:count)")
+            fail(f"{option} {text!r}: empty entry ({expected})")
         pieces = part.split(":")
+        if len(pieces) not in (1, 3):
+            fail(f"{option} {text!r}: {part!r} is neither a number nor a range start:stop:count")
         try:
-            if len(pieces) == 1:
-                number = float(pieces[0])
-                numbers = [number]
-            elif len(pieces) == 3:
-                start, stop, count = float(pieces[0]), float(pieces[1]), int(pieces[2])
-                if count < 1:
-                    fail(f"{option} {text!r}: a range's count must be >= 1, got {count}")
-                numbers = np.linspace(start, stop, count).round(12).tolist()
-            else:
-                fail(f"{option} {text!r}: {part!r} is neither a number nor a range start:stop:count")
+            ends = [float(piece) for piece in pieces[:2]]
         except ValueError:
-            fail(
-                f"{option} {text!r}: {part!r} is not a number (expected a list like 3,5,7 or a range start:stop:count)"
-            )
+            fail(f"{option} {text!r}: {part!r} is not a number ({expected})")
+        if not all(math.isfinite(end) for end in ends):
+            fail(f"{option} {text!r}: {part!r} is not a finite number ({expected})")
+        if len(pieces) == 1:
+            numbers = ends
+        else:
+            try:
+                count = int(pieces[2])
+            except ValueError:
+                fail(f"{option} {text!r}: a range's count must be an integer >= 1, got {pieces[2]!r}")
+            if count < 1:
+                fail(f"{option} {text!r}: a range's count must be >= 1, got {count}")
+            if count > max_count:
+                fail(f"{option} {text!r}: a range's count must be <= {max_count:,}, got {count:,}")
+            numbers = np.linspace(ends[0], ends[1], count).round(12).tolist()
         for number in numbers:
             if kind is int:
                 if number != int(number):

@@ -5,9 +5,15 @@
 Each kernel plugs in through a small registry: a `Simulator` names its policy families (role -> valid policy names)
 and a ``run(request) -> SimulationResult`` function. A new kernel (say `grid-curtailment`) adds
 ``register(Simulator(...))`` in its own module and this command's logic stays as it is.
+
+Each kernel's sub-command has only the options that apply to it: ``--buyers`` where the kernel has a second role,
+``--dlc`` where it has a discovery limit. Every value is checked before anything runs or is written: the shared
+options here (`EPISODES`, `STEPS`, `SEED`), the kernel's ``--param`` keys and values through the kernel's own
+`agentlab.limits.Bound` declarations, and the run's memory estimate (`agentlab.limits.check_memory`).
 """
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentlab import compiler
+from agentlab import compiler, limits
 from agentlab.cli.common import (
     Force,
     Json,
@@ -29,6 +35,7 @@ from agentlab.cli.common import (
     progress_display,
 )
 from agentlab.errors import choices
+from agentlab.limits import Bound
 from agentlab.timing import compile_and_run
 
 app = typer.Typer(
@@ -38,14 +45,19 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# The options every simulator shares (a kernel's own numbers are declared beside its params).
+EPISODES = Bound("--episodes (--markets, --events)", int, low=1, high=limits.MAX_INDEX, unit="independent episodes")
+STEPS = Bound("--steps (--deadline)", int, low=0, high=limits.MAX_INDEX, unit="steps per episode; 0: the default")
+SEED = Bound("--seed", int, low=0, high=2**31 - 1)  # as the shared --seed option (cli.common.Seed)
+
 
 @dataclasses.dataclass(frozen=True)
 class SimulateRequest:
     """What the command hands a simulator (already parsed and checked for shape, not for kernel semantics)."""
 
     policies: tuple[tuple[str, int], ...]  # the first role's mix (firms, sellers, ...), in order
-    buyers: tuple[tuple[str, int], ...]  # the second role's mix, if the kernel has one
-    dlc: int
+    buyers: tuple[tuple[str, int], ...]  # the second role's mix, if the kernel has one (else empty)
+    dlc: int | None  # the discovery limit, if the kernel has one (else None)
     markets: int
     steps: int
     seed: int
@@ -67,9 +79,11 @@ class Simulator:
     default_buyers: str
     run: Callable[[SimulateRequest], SimulationResult]
     description: str = ""
-    # Checks a request's kernel semantics (raise `UsageError`) before the run directory is created.
+    # Checks a request's kernel semantics and memory (raise `UsageError`) before the run directory is created.
     validate: Callable[[SimulateRequest], None] | None = None
     headline: tuple[str, ...] = ("eas", "stability", "integrity", "welfare", "profitability")  # summary keys printed
+    dlc_help: str | None = None  # the --dlc option's help; None: the kernel has no discovery limit (no --dlc)
+    max_agents: int = 4096  # at most this many agents per role (--policies, --buyers)
 
 
 SIMULATORS: dict[str, Simulator] = {}
@@ -84,8 +98,9 @@ def register(simulator: Simulator) -> Simulator:
     return simulator
 
 
-def parse_mix(text: str, valid: tuple[str, ...], option: str) -> tuple[tuple[str, int], ...]:
-    """``"undercut:3,stabilise:2"`` -> ``(("undercut", 3), ("stabilise", 2))``; a bare name counts 1."""
+def parse_mix(text: str, valid: tuple[str, ...], option: str, limit: int = 4096) -> tuple[tuple[str, int], ...]:
+    """``"undercut:3,stabilise:2"`` -> ``(("undercut", 3), ("stabilise", 2))``; a bare name counts 1; at most `limit`
+    agents in all."""
     mix = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -100,12 +115,17 @@ def parse_mix(text: str, valid: tuple[str, ...], option: str) -> tuple[tuple[str
         if n < 0:
             fail(f"{option} {text!r}: count of {name!r} must be >= 0, got {n}")
         mix.append((name, n))
-    if sum(n for _, n in mix) < 1:
+    total = sum(n for _, n in mix)
+    if total < 1:
         fail(f"{option} {text!r}: give at least one agent, e.g. {valid[0]}:3")
+    if total > limit:
+        fail(f"{option} {text!r}: at most {limit} agents in all, got {total}")
     return tuple(mix)
 
 
 def parse_params(text: str) -> dict[str, float]:
+    """``"shock_day=25,shock_cost=10"`` -> ``{"shock_day": 25.0, "shock_cost": 10.0}``; the values' ranges are the
+    kernel's to check (`check_params`)."""
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, sep, value = part.partition("=")
@@ -118,64 +138,77 @@ def parse_params(text: str) -> dict[str, float]:
     return out
 
 
+def check_params(params: dict[str, float], bounds: dict[str, Bound]) -> dict[str, Any]:
+    """``--param`` overrides checked against a kernel's declarations: an unknown key, or a value that is NaN,
+    infinite or out of its range, is a `UsageError`; returns the values converted (ints for integer fields)."""
+    for key in params:
+        if key not in bounds:
+            fail(f"--param {key!r}: valid keys are {choices(sorted(bounds))}")
+    return limits.check_all(params, bounds, "--param")
+
+
+# Options every simulator has (module level, so each command's signature is built from the same pieces).
+_EPISODES = Annotated[
+    int,
+    typer.Option(
+        "--episodes", "--markets", "--events", help="Independent episodes simulated at once (markets; grid events)."
+    ),
+]
+_STEPS = Annotated[
+    int,
+    typer.Option(
+        "--steps",
+        "--deadline",
+        help="Steps per episode (market days; a grid event's deadline in rounds); 0: the kernel's default.",
+    ),
+]
+_PARAM = Annotated[str, typer.Option("--param", help="Numeric params overrides, e.g. shock_day=25.")]
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
 def _command_for(simulator: Simulator) -> Callable[..., None]:
+    """The sub-command of one simulator. Its signature (which Typer reads to build the options) is composed here:
+    ``--buyers`` only for a kernel with a second role, ``--dlc`` only for a kernel with a discovery limit."""
     first_role, first_names = simulator.roles[0]
     second = simulator.roles[1] if len(simulator.roles) > 1 else None
+    help_first = f"{first_role} policies, name:count,... from {', '.join(first_names)}"
+    policies = Annotated[str, typer.Option("--policies", help=help_first)]
+    parameters = [_option("policies", policies, simulator.default_policies)]
+    if second is not None:
+        help_second = f"{second[0]} policies, name:count,... from {', '.join(second[1])}"
+        parameters.append(
+            _option("buyers", Annotated[str, typer.Option("--buyers", help=help_second)], simulator.default_buyers)
+        )
+    if simulator.dlc_help is not None:
+        parameters.append(_option("dlc", Annotated[int, typer.Option("--dlc", help=simulator.dlc_help)], 3))
+    parameters += [
+        _option("markets", _EPISODES, 1024),
+        _option("steps", _STEPS, 0),
+        _option("param", _PARAM, ""),
+        _option("seed", Seed, 0),
+        _option("out", Out, None),
+        _option("force", Force, False),
+        _option("json", Json, False),
+        _option("quiet", Quiet, False),
+    ]
 
     @handle_errors
-    def command(
-        policies: Annotated[
-            str, typer.Option("--policies", help=f"{first_role} policies, name:count,... from {', '.join(first_names)}")
-        ] = simulator.default_policies,
-        buyers: Annotated[
-            str,
-            typer.Option(
-                "--buyers",
-                help=(f"{second[0]} policies, name:count,... from {', '.join(second[1])}" if second else "(unused)"),
-            ),
-        ] = simulator.default_buyers,
-        dlc: Annotated[int, typer.Option("--dlc", help="Discovery limit: listings or firms each buyer compares.")] = 3,
-        markets: Annotated[
-            int,
-            typer.Option(
-                "--episodes",
-                "--markets",
-                "--events",
-                help="Independent episodes simulated at once (markets; grid events).",
-            ),
-        ] = 1024,
-        steps: Annotated[
-            int,
-            typer.Option(
-                "--steps",
-                "--deadline",
-                help="Steps per episode (market days; a grid event's deadline in rounds); 0: the kernel's default.",
-            ),
-        ] = 0,
-        param: Annotated[str, typer.Option("--param", help="Numeric params overrides, e.g. shock_day=25.")] = "",
-        seed: Seed = 0,
-        out: Out = None,
-        force: Force = False,
-        json: Json = False,
-        quiet: Quiet = False,
-    ) -> None:
-        if markets < 1:
-            fail(f"--episodes (--markets, --events) must be at least 1, got {markets}")
-        if steps < 0:
-            fail(f"--steps (--deadline) must be >= 0, got {steps}")
-        if dlc < 1:
-            fail(f"--dlc must be at least 1, got {dlc}")
+    def command(**options: Any) -> None:
         request = SimulateRequest(
-            policies=parse_mix(policies, first_names, "--policies"),
-            buyers=parse_mix(buyers, second[1], "--buyers") if second else (),
-            dlc=dlc,
-            markets=markets,
-            steps=steps,
-            seed=seed,
-            params=parse_params(param),
+            policies=parse_mix(options["policies"], first_names, "--policies", simulator.max_agents),
+            buyers=parse_mix(options["buyers"], second[1], "--buyers", simulator.max_agents) if second else (),
+            dlc=options.get("dlc"),
+            markets=EPISODES.check(options["markets"]),
+            steps=STEPS.check(options["steps"]),
+            seed=SEED.check(options["seed"]),
+            params=parse_params(options["param"]),
         )
-        execute(simulator, request, out, force, json, quiet)
+        execute(simulator, request, options["out"], options["force"], options["json"], options["quiet"])
 
+    command.__signature__ = inspect.Signature(parameters)
     command.__doc__ = simulator.description
     return command
 
@@ -226,9 +259,52 @@ def _expand(mix: tuple[tuple[str, int], ...], names: tuple[str, ...]) -> list[in
     return [names.index(name) for name, count in mix for _ in range(count)]
 
 
+CRASH_CONSUMERS = 50
+CRASH_DAYS = 365
+
+
+def crash_bytes(markets: int, days: int, firms: int, consumers: int = CRASH_CONSUMERS) -> float:
+    """Estimated peak memory of `run_crash`: per market-day 8 per-firm and 4 scalar float32 rows from the device, their
+    float64 copies in `crash_alignment` and the metrics (about 8 more per firm), and per market the running state and
+    one day's ``1 + C (1 + F)`` hash words and draws."""
+    per_day = firms * (8 * 4 + 8 * 8) + 4 * 4 + 8 * 8
+    per_market = 16 * (1 + consumers * (1 + firms)) + 64 * (firms + consumers)
+    return float(markets) * (days * per_day + per_market)
+
+
+def crash_setup(request: SimulateRequest):
+    """``(params, policy_ids (F,) int32, days)`` for a request; bad input (a --dlc or --param out of range, a run too
+    large for this machine) raises `UsageError` (one line) before anything is allocated."""
+    import jax.numpy as jnp
+
+    from agentlab.kernels.markets.crash import (
+        CRASH_BOUNDS,
+        FIRM_POLICIES,
+        MAX_FIRMS,
+        default_crash_params,
+        validate_crash_params,
+    )
+
+    firms = sum(count for _, count in request.policies)
+    if firms > MAX_FIRMS:
+        fail(f"--policies: at most {MAX_FIRMS} firms, got {firms}")
+    dlc = CRASH_BOUNDS["dlc"].check(request.dlc, "--dlc")
+    if dlc > firms:
+        fail(f"--dlc {dlc} is larger than the number of firms ({firms})")
+    overrides = check_params(request.params, CRASH_BOUNDS)
+    params = validate_crash_params(default_crash_params().replace(dlc=dlc, **overrides), firms)
+    days = request.steps or CRASH_DAYS
+    limits.check_memory(
+        crash_bytes(request.markets, days, firms),
+        f"market-crash with {request.markets:,} markets x {days:,} days x {firms} firms",
+        "lower --markets or --steps",
+    )
+    policy_ids = jnp.asarray(_expand(request.policies, tuple(FIRM_POLICIES)), jnp.int32)
+    return params, policy_ids, days
+
+
 def run_crash(request: SimulateRequest) -> SimulationResult:
     import jax
-    import jax.numpy as jnp
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,29 +312,13 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
     import numpy as np
     import polars as pl
 
-    from agentlab.kernels.markets.crash import (
-        FIRM_POLICIES,
-        crash_alignment,
-        default_crash_params,
-        simulate_crash,
-        validate_crash_params,
-    )
+    from agentlab.kernels.markets.crash import FIRM_POLICIES, crash_alignment, simulate_crash
 
     names = tuple(FIRM_POLICIES)
-    ids = _expand(request.policies, names)
+    params, policy_ids, days = crash_setup(request)
+    ids = [int(i) for i in np.asarray(policy_ids)]
     firms = len(ids)
-    if request.dlc > firms:
-        fail(f"--dlc {request.dlc} is larger than the number of firms ({firms})")
-    base = default_crash_params()
-    fields = {f.name for f in dataclasses.fields(base)} - {"price_multipliers", "supply_fractions", "max_steps"}
-    for key in request.params:
-        if key not in fields:
-            fail(f"--param {key!r}: valid keys are {choices(sorted(fields))}")
-    overrides = {k: (int(v) if k in ("shock_day", "dlc") else v) for k, v in request.params.items()}
-    params = validate_crash_params(base.replace(dlc=request.dlc, **overrides), firms)
-    days = request.steps or 365
-    consumers = 50
-    policy_ids = jnp.asarray(ids, jnp.int32)
+    consumers = CRASH_CONSUMERS
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, consumers, days), in_axes=(0, None, None))
     rows, compile_seconds, run_seconds = compile_and_run(
@@ -374,6 +434,9 @@ register(
         default_policies="undercut:3,stabilise:2",
         default_buyers="",
         run=run_crash,
+        validate=lambda request: crash_setup(request) and None,
+        dlc_help="Discovery limit: firms each consumer compares (1 to the number of firms).",
+        max_agents=64,
         description="Agent Bazaar's B2C crash market (5 firms, 50 consumers by default): price and cash paths, "
         "survival curves, and the Economic Alignment Score. --param sets any numeric CrashParams field, e.g. "
         "shock_day=25,shock_cost=10.",

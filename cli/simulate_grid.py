@@ -7,7 +7,8 @@ participant per count, classes cycling critical, residential, commercial, indust
 (alias of ``--episodes``) the number of independent events, ``--deadline`` (alias of ``--steps``) the deadline in
 rounds (0: the kernel's 6), ``--param`` numeric
 overrides: any scalar `GridParams` or `PolicyParams` field, ``shortfall`` (sets both ends of the shortfall range),
-``load_<class>`` (MW) and ``voll_<class>`` ($/MWh). ``--dlc`` and ``--buyers`` do not apply.
+``load_<class>`` (MW) and ``voll_<class>`` ($/MWh), each checked against its declaration beside the kernel's params
+(`GRID_BOUNDS`, `POLICY_BOUNDS`, `CLASS_BOUNDS`, `SHORTFALL`). The command has no ``--dlc`` or ``--buyers``.
 
 Writes ``metrics.parquet`` (one row per round: share of events still negotiating, mean offer per family, mean ask,
 frequency deviation, reserves), ``summary.json`` (the aggregated outcome metrics of
@@ -17,62 +18,71 @@ round, frequency).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
-from agentlab import compiler
-from agentlab.cli.common import fail
-from agentlab.cli.simulate import SimulateRequest, SimulationResult, Simulator, register
-from agentlab.errors import choices
+from agentlab import compiler, limits
+from agentlab.cli.simulate import SimulateRequest, SimulationResult, Simulator, check_params, register
 
 POLICY_NAMES = ("solver", "bounded", "sampler", "prorata")
 CLASS_NAMES = ("critical", "residential", "commercial", "industrial", "interruptible")
-_ARRAY_KEYS = tuple(f"load_{c}" for c in CLASS_NAMES) + tuple(f"voll_{c}" for c in CLASS_NAMES)
-_NOT_SETTABLE = ("class_load_mw", "class_voll", "relay_hz", "relay_shed", "max_steps")
 
 
-def grid_setup(mix: tuple[tuple[str, int], ...], overrides: dict[str, float], deadline: int = 0):
-    """``(env, params, policy_params, ids)`` for a policy mix and ``--param`` overrides; bad input raises
-    `UsageError` (one line)."""
+def grid_bytes(events: int, rounds: int, participants: int) -> float:
+    """Estimated peak memory of `run_grid`: per event-round the trace (offer and ask per participant, frequency,
+    reserves, active) and its float64 copies; per event the state, metrics and the policies' candidates."""
+    per_round = participants * (2 * 4 + 4 * 8) + 3 * 4 + 3 * 8
+    per_event = participants * 512 + 2048
+    return float(events) * (rounds * per_round + per_event)
+
+
+def grid_setup(mix: tuple[tuple[str, int], ...], overrides: dict[str, float], deadline: int = 0, events: int = 1):
+    """``(env, params, policy_params, ids)`` for a policy mix and ``--param`` overrides; bad input (a --param key or
+    value, a --deadline out of range, a run too large for this machine) raises `UsageError` (one line)."""
     import jax.numpy as jnp
 
-    from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params, validate_grid_params
-    from agentlab.kernels.grid.policies import PolicyParams, policy_ids, validate_policy_params
+    from agentlab.kernels.grid.curtailment import (
+        CLASS_BOUNDS,
+        GRID_BOUNDS,
+        SHORTFALL,
+        GridCurtailment,
+        default_grid_params,
+        validate_grid_params,
+    )
+    from agentlab.kernels.grid.policies import POLICY_BOUNDS, PolicyParams, policy_ids, validate_policy_params
 
     ids = policy_ids(mix)
     params = default_grid_params()
-    grid_fields = {f.name for f in dataclasses.fields(params)} - set(_NOT_SETTABLE)
-    policy_fields = {f.name for f in dataclasses.fields(PolicyParams)}
-    valid = sorted(grid_fields | policy_fields | set(_ARRAY_KEYS) | {"shortfall"})
+    settable = {**GRID_BOUNDS, **POLICY_BOUNDS, **CLASS_BOUNDS, "shortfall": SHORTFALL}
+    values = check_params(overrides, settable)
     grid_changes: dict[str, Any] = {}
     policy_changes: dict[str, Any] = {}
     loads = list(map(float, params.class_load_mw))
     volls = list(map(float, params.class_voll))
-    for key, value in overrides.items():
+    for key, value in values.items():
         if key == "shortfall":
             grid_changes["shortfall_min"] = grid_changes["shortfall_max"] = value
-        elif key.startswith("load_") and key in _ARRAY_KEYS:
+        elif key in CLASS_BOUNDS and key.startswith("load_"):
             loads[CLASS_NAMES.index(key[5:])] = value
-        elif key.startswith("voll_") and key in _ARRAY_KEYS:
+        elif key in CLASS_BOUNDS:
             volls[CLASS_NAMES.index(key[5:])] = value
-        elif key in grid_fields:
+        elif key in GRID_BOUNDS:
             grid_changes[key] = value
-        elif key in policy_fields:
-            policy_changes[key] = value
         else:
-            fail(f"--param {key!r}: valid keys are {choices(valid)}")
+            policy_changes[key] = value
     if deadline:
-        grid_changes["deadline"] = deadline
-    if "deadline" in grid_changes:
-        if grid_changes["deadline"] != int(grid_changes["deadline"]):
-            fail(f"deadline must be a whole number of rounds, got {grid_changes['deadline']}")
-        grid_changes["deadline"] = int(grid_changes["deadline"])
+        grid_changes["deadline"] = GRID_BOUNDS["deadline"].check(deadline, "--deadline (--steps)")
     params = params.replace(
         class_load_mw=jnp.asarray(loads, jnp.float32), class_voll=jnp.asarray(volls, jnp.float32), **grid_changes
     )
     params = validate_grid_params(params)
     pp = validate_policy_params(PolicyParams(**policy_changes))
+    rounds = int(params.deadline)
+    limits.check_memory(
+        grid_bytes(events, rounds, len(ids)),
+        f"grid-curtailment with {events:,} events x {rounds:,} rounds x {len(ids)} participants",
+        "lower --events or --deadline",
+    )
     return GridCurtailment(num_agents=len(ids)), params, pp, ids
 
 
@@ -88,7 +98,7 @@ def run_grid(request: SimulateRequest) -> SimulationResult:
     from agentlab.kernels.grid.metrics import aggregate
     from agentlab.kernels.grid.policies import simulate_events
 
-    env, params, pp, ids = grid_setup(request.policies, request.params, request.steps)
+    env, params, pp, ids = grid_setup(request.policies, request.params, request.steps, request.markets)
     deadline = int(params.deadline)
     events = request.markets
     fn = compiler.jit(lambda key, p, q: simulate_events(key, env, p, ids, q, events, deadline))
@@ -169,7 +179,7 @@ register(
         default_policies="solver:2,bounded:3",
         default_buyers="",
         run=run_grid,
-        validate=lambda request: grid_setup(request.policies, request.params, request.steps) and None,
+        validate=lambda request: grid_setup(request.policies, request.params, request.steps, request.markets) and None,
         headline=("compromise_rate", "authority_rate", "automatic_rate"),
         description="Emergency load-shedding negotiation after a generator trip (Andric 2026): outcome shares "
         "(compromise / authority decision / automatic shedding), VoLL cost, frequency, entropy and concession arcs. "

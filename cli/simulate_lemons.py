@@ -20,11 +20,10 @@ markets, Sybil shares, volume, surplus, throughput) and plots (price paths, surp
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
-from agentlab import compiler
+from agentlab import compiler, limits
 from agentlab.cli.common import fail
 from agentlab.cli.simulate import (
     SimulateRequest,
@@ -32,36 +31,51 @@ from agentlab.cli.simulate import (
     Simulator,
     _eas_figure,
     _expand,
+    check_params,
     register,
 )
-from agentlab.errors import choices
 from agentlab.timing import compile_and_run
 
 SELLER_NAMES = ("honest", "sybil")
 BUYER_NAMES = ("naive", "guardian", "bayesian")  # == lemons.BUYER_POLICIES (kept here so the CLI imports no JAX)
 DEFAULT_DAYS = 50
-_NOT_SETTABLE = ("tier_quality", "price_low", "price_high", "num_sybil", "dlc", "max_steps")
+
+
+def lemons_bytes(markets: int, days: int, sellers: int, buyers: int, view: int) -> float:
+    """Estimated peak memory of `run_lemons`: per market-day the device's rows (7 per-seller and 4 per-buyer arrays,
+    19 and 10 bytes), their float64 copies in `daily_totals` / `lemons_alignment` and about 20 float64 daily totals;
+    per market the running state (vote windows, views)."""
+    per_day = sellers * (19 + 4 * 8) + buyers * (10 + 2 * 8) + 20 * 8
+    per_market = sellers * (10 * 4 + 64) + buyers * view * 16 + 256
+    return float(markets) * (days * per_day + per_market)
 
 
 def lemons_setup(request: SimulateRequest):
-    """``(params, buyer_ids (B,) int32, num_sellers)`` for a request; bad input raises `UsageError` (one line)."""
+    """``(params, buyer_ids (B,) int32, num_sellers)`` for a request; bad input (a --dlc or --param out of range, a run
+    too large for this machine) raises `UsageError` (one line) before anything is allocated."""
     import jax.numpy as jnp
 
-    from agentlab.kernels.markets.lemons import default_lemons_params, validate_lemons_params
+    from agentlab.kernels.markets.lemons import LEMONS_BOUNDS, default_lemons_params, validate_lemons_params
 
     counts = dict.fromkeys(SELLER_NAMES, 0)
     for name, count in request.policies:
         counts[name] += count
     num_sellers = counts["honest"] + counts["sybil"]
-    if request.dlc > num_sellers:
-        fail(f"--dlc {request.dlc} is larger than the number of sellers ({num_sellers})")
-    base = default_lemons_params()
-    fields = sorted({f.name for f in dataclasses.fields(base)} - set(_NOT_SETTABLE))
-    for key in request.params:
-        if key not in fields:
-            fail(f"--param {key!r}: valid keys are {choices(fields)}")
-    params = base.replace(num_sybil=counts["sybil"], dlc=request.dlc, **request.params)
+    dlc = LEMONS_BOUNDS["dlc"].check(request.dlc, "--dlc")
+    if dlc > num_sellers:
+        fail(f"--dlc {dlc} is larger than the number of sellers ({num_sellers})")
+    settable = {key: bound for key, bound in LEMONS_BOUNDS.items() if key not in ("num_sybil", "dlc")}
+    overrides = check_params(request.params, settable)
+    params = default_lemons_params().replace(num_sybil=counts["sybil"], dlc=dlc, **overrides)
     params = validate_lemons_params(params, num_sellers)
+    num_buyers = sum(count for _, count in request.buyers)
+    days = request.steps or DEFAULT_DAYS
+    limits.check_memory(
+        lemons_bytes(request.markets, days, num_sellers, num_buyers, dlc),
+        f"market-lemons with {request.markets:,} markets x {days:,} days x {num_sellers} sellers and {num_buyers} "
+        "buyers",
+        "lower --markets or --steps",
+    )
     buyer_ids = jnp.asarray(_expand(request.buyers, BUYER_NAMES), jnp.int32)
     return params, buyer_ids, num_sellers
 
@@ -204,6 +218,8 @@ register(
         default_policies="honest:9,sybil:3",
         default_buyers="naive:12",
         run=run_lemons,
+        validate=lambda request: lemons_setup(request) and None,
+        dlc_help="Discovery limit: listings each buyer sees (1 to the number of sellers).",
         description="Agent Bazaar's C2C lemon market (12 sellers, K of them Sybil identities of one principal, 12 "
         "buyers, 50 days): price paths, consumer surplus against an all-honest reference, Sybil share of trades, and "
         "the Economic Alignment Score. --param sets any scalar LemonsParams field, e.g. sybil_duplicate_prob=1.",

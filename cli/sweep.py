@@ -72,34 +72,31 @@ def synergy(
     budget.parquet (x*, B*, tree vs single agent at equal budget), summary.json (phase agreement, speed) and
     plots/ (phase diagram, accuracy vs depth, tree vs single agent, x* vs budget)."""
     from agentlab import rundir
-    from agentlab.synergy.sweep import SweepConfig
+    from agentlab.synergy.sweep import SweepConfig, check_cells
 
     if executor not in ("local", "ray"):
         fail(f"--executor must be 'local' or 'ray', got {executor!r}")
-    budgets = parse_grid(budget, "--budget")
-    if min(budgets) <= 0:
-        fail(f"--budget must be > 0, got {min(budgets):g}")
     config = SweepConfig(
         fan_ins=tuple(parse_grid(fan_in, "--fan-in", int)),
         rhos=tuple(parse_grid(rho, "--rho")),
         gammas=tuple(parse_grid(gamma, "--gamma")) if message_length is None else (),
-        message_lengths=tuple(parse_grid(message_length, "--message-length")) if message_length else None,
+        message_lengths=tuple(parse_grid(message_length, "--message-length")) if message_length is not None else None,
         m0=m0,
         depths=tuple(sorted(parse_grid(depth, "--depth", int))),
         mu0s=tuple(parse_grid(mu0, "--mu0")),
         betas=tuple(parse_grid(beta, "--beta")),
         kappa=kappa,
-        budgets=tuple(budgets),
+        budgets=tuple(parse_grid(budget, "--budget")),
         budget_message_length=budget_message_length,
         trials=trials,
         seed=seed,
-    )
-    if config.message_lengths is not None and (min(config.message_lengths) <= 0 or m0 <= 0):
-        fail("--message-length and --m0 must be > 0")
-    config.validate()
+    ).validate()  # every field through its Bound, the work and the memory: before anything is written
     record = orjson.loads(orjson.dumps(dataclasses.asdict(config)))  # as config.json stores it (lists)
     out = Path(out or default_out("sweep-synergy"))
     rundir.check_out(out, resume=resume, force=force)
+    if resume:
+        rundir.check_resume_config(out, record)
+        check_cells(out, config)  # a truncated or corrupt unit file: one line naming it, nothing touched
     with rundir.open_run(out, "sweep synergy", record, resume=resume, force=force, resumable=True) as work:
         summary = _run(config, work, executor=executor, quiet=quiet)
     if json:

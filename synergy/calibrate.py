@@ -36,24 +36,12 @@ MAX_STAR = 99
 # --------------------------------------------------------------------------------------------- loading
 def load_table(path: Path):
     """Read and validate a calibration table (polars DataFrame). Bad input -> `UsageError` naming the
-    file, the column and the offending value."""
-    import polars as pl
+    file and the problem: the file itself (missing, a directory, binary, not Parquet or CSV, truncated:
+    `agentlab.synergy.confidence.read_table`), then its schema (`validate_table`)."""
+    from agentlab.synergy.confidence import read_table
 
     path = Path(path)
-    if not path.exists():
-        raise UsageError(f"DATA {path}: no such file")
-    try:
-        if path.suffix.lower() == ".csv":
-            frame = pl.read_csv(path)
-        elif path.suffix.lower() in (".parquet", ".pq"):
-            frame = pl.read_parquet(path)
-        else:
-            raise UsageError(f"DATA {path}: expected a .parquet or .csv file")
-    except UsageError:
-        raise
-    except Exception as error:  # a malformed file is bad input
-        raise UsageError(f"DATA {path}: cannot read it ({type(error).__name__}: {error})") from None
-    return validate_table(frame, str(path))
+    return validate_table(read_table(path), f"DATA {path}")
 
 
 def _binary(frame, column: str, source: str):
@@ -66,34 +54,57 @@ def _binary(frame, column: str, source: str):
         return values.cast(pl.Int8)
     if not values.dtype.is_numeric():
         raise UsageError(f"{source}: column {column!r} must be 0/1, got {values.dtype} values like {values[0]!r}")
-    bad = values.filter(~values.is_in([0, 1]))
-    if len(bad):
-        raise UsageError(f"{source}: column {column!r} must be 0/1, got {bad[0]!r}")
+    array = values.cast(pl.Float64).to_numpy()
+    bad = np.flatnonzero((array != 0) & (array != 1))  # NaN included
+    if bad.size:
+        raise UsageError(f"{source}: column {column!r} must be 0/1, got {array[bad[0]]:g} (row {bad[0]})")
     return values.cast(pl.Int8)
 
 
-def validate_table(frame, source: str = "DATA"):
-    """Check the schema; returns the frame with ``correct`` (and ``relayed_correct``) as Int8."""
+def _positive(frame, column: str, source: str) -> None:
+    """Column `column` must hold finite numbers > 0 (tokens), no missing values."""
     import polars as pl
+
+    values = frame[column]
+    if not values.dtype.is_numeric():
+        raise UsageError(f"{source}: column {column!r} must be positive numbers (tokens), got {values.dtype} values")
+    if values.null_count():
+        raise UsageError(f"{source}: column {column!r} has {values.null_count()} missing values (expected tokens > 0)")
+    array = values.cast(pl.Float64).to_numpy()
+    bad = np.flatnonzero(~(np.isfinite(array) & (array > 0)))
+    if bad.size:
+        raise UsageError(
+            f"{source}: column {column!r} must be finite numbers > 0 (tokens), got {array[bad[0]]!r} (row {bad[0]})"
+        )
+
+
+def validate_table(frame, source: str = "DATA"):
+    """Check the schema; returns the frame with ``correct`` (and ``relayed_correct``) as Int8 and
+    ``compute`` as Float64. Bad input -> `UsageError` naming `source`, the column and the value."""
+    import polars as pl
+
+    from agentlab.synergy.confidence import column_list
 
     for column in REQUIRED:
         if column not in frame.columns:
-            raise UsageError(f"{source}: missing column {column!r} (required: {', '.join(REQUIRED)})")
+            raise UsageError(
+                f"{source}: missing column {column!r} (required: {', '.join(REQUIRED)}); columns are "
+                f"{column_list(frame)}"
+            )
     if frame.height == 0:
         raise UsageError(f"{source}: no rows")
+    for column in ("item", "agent"):
+        if frame[column].null_count():
+            raise UsageError(f"{source}: column {column!r} has {frame[column].null_count()} missing values")
     frame = frame.with_columns(_binary(frame, "correct", source).alias("correct"))
-    compute = frame["compute"]
-    if not compute.dtype.is_numeric() or compute.null_count() or (compute <= 0).any():
-        raise UsageError(f"{source}: column 'compute' must be positive numbers (tokens)")
+    _positive(frame, "compute", source)
     present = [c for c in RELAY if c in frame.columns]
     if len(present) == 1:
         missing = next(c for c in RELAY if c not in frame.columns)
         raise UsageError(f"{source}: column {present[0]!r} needs column {missing!r} too")
     if present:
         frame = frame.with_columns(_binary(frame, "relayed_correct", source).alias("relayed_correct"))
-        lengths = frame["message_length"]
-        if not lengths.dtype.is_numeric() or lengths.null_count() or (lengths <= 0).any():
-            raise UsageError(f"{source}: column 'message_length' must be positive numbers (tokens)")
+        _positive(frame, "message_length", source)
     return frame.with_columns(pl.col("compute").cast(pl.Float64))
 
 

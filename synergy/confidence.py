@@ -230,20 +230,56 @@ def fit_isotonic(confidence: np.ndarray, outcome: np.ndarray) -> IsotonicMap:
 # Data
 
 
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (polars' messages can span several), at most `limit` characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_table(path: Path):
-    """A polars DataFrame from a .parquet or .csv file; anything else or an unreadable file -> `UsageError`."""
+    """A polars DataFrame from a .parquet or .csv file. Bad input -> `UsageError` naming the file and the
+    problem: missing, a directory, another suffix, unreadable, binary where CSV text is expected, not
+    Parquet (no ``PAR1`` magic) or a truncated Parquet file (no footer), or a file polars cannot parse."""
     import polars as pl
 
     path = Path(path)
     if not path.exists():
         raise UsageError(f"DATA {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"DATA {path} is a directory; expected a .parquet or .csv file")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"DATA {path}: expected a .parquet or .csv file")
+    kind = "CSV" if suffix == ".csv" else "Parquet"
     try:
-        return pl.read_csv(path) if suffix == ".csv" else pl.read_parquet(path)
-    except Exception as error:  # a malformed file is bad input
-        raise UsageError(f"DATA {path}: cannot read it ({type(error).__name__}: {error})") from None
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8192)
+            handle.seek(max(size - 4, 0))
+            tail = handle.read(4)
+    except OSError as error:
+        raise UsageError(f"DATA {path}: cannot read it ({error.strerror or type(error).__name__})") from None
+    if size == 0:
+        raise UsageError(f"DATA {path} is empty (0 bytes); expected a {kind} table")
+    if kind == "CSV" and b"\x00" in head:
+        raise UsageError(f"DATA {path} is binary (NUL bytes), not CSV text")
+    if kind == "Parquet" and head[:4] != b"PAR1":
+        raise UsageError(f"DATA {path} is not a Parquet file (it does not start with the PAR1 magic)")
+    if kind == "Parquet" and (size < 12 or tail != b"PAR1"):
+        raise UsageError(f"DATA {path} is a truncated Parquet file (no PAR1 footer at its end, {size} bytes)")
+    try:
+        return pl.read_csv(path) if kind == "CSV" else pl.read_parquet(path)
+    except Exception as error:  # noqa: BLE001 - a malformed file is bad input, whatever polars raises
+        problem = f"{type(error).__name__}: {_first_line(error)}"
+        raise UsageError(f"DATA {path}: cannot read it as {kind} ({problem})") from None
+
+
+def column_list(frame, limit: int = 12) -> str:
+    """The frame's column names for a message: quoted (control characters escaped), at most `limit`."""
+    names = [repr(str(name))[:40] for name in frame.columns[:limit]]
+    more = f" and {len(frame.columns) - limit} more" if len(frame.columns) > limit else ""
+    return "[" + ", ".join(names) + "]" + more
 
 
 def _numeric(frame, column: str, source: str) -> np.ndarray:
@@ -280,7 +316,7 @@ def validate(frame, features: tuple[str, ...] = (), source: str = "DATA") -> Con
     column and the offending value."""
     columns = frame.columns
     if "outcome" not in columns:
-        raise UsageError(f"{source}: missing column 'outcome' (0/1 per trajectory); columns are {columns}")
+        raise UsageError(f"{source}: missing column 'outcome' (0/1 per trajectory); columns are {column_list(frame)}")
     if frame.height < 4:
         raise UsageError(f"{source}: {frame.height} rows; need at least 4 trajectories")
     outcome = _numeric(frame, "outcome", source)
@@ -291,7 +327,7 @@ def validate(frame, features: tuple[str, ...] = (), source: str = "DATA") -> Con
     if features:
         for name in features:
             if name not in columns:
-                raise UsageError(f"--features: unknown column {name!r} in {source}; columns are {columns}")
+                raise UsageError(f"--features: unknown column {name!r} in {source}; columns are {column_list(frame)}")
             if name == "outcome":
                 raise UsageError("--features: 'outcome' is the label, not a feature")
         matrix = np.column_stack([_numeric(frame, name, source) for name in features])
@@ -299,7 +335,7 @@ def validate(frame, features: tuple[str, ...] = (), source: str = "DATA") -> Con
     if "confidence" not in columns:
         raise UsageError(
             f"{source}: missing column 'confidence' (a score in [0, 1]); give it or name feature columns with "
-            f"--features; columns are {columns}"
+            f"--features; columns are {column_list(frame)}"
         )
     confidence = _numeric(frame, "confidence", source)
     bad = np.flatnonzero((confidence < 0) | (confidence > 1))

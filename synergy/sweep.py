@@ -5,6 +5,14 @@ A cell is one (fan-in b, rho, gamma, mu0) configuration; the level-wise sampler
 computed in units (one fan-in, up to `UNIT` cells) written as ``cells/b{b}-u{k}.parquet``; a resumed
 sweep skips units already written and recomputes nothing. A cell's draws depend only on the seed and
 its index in the grid, so chunking, resuming and the executor never change the numbers.
+
+Input boundary: every `SweepConfig` field is checked through its `agentlab.limits.Bound` (`BOUNDS`), the
+work (cells x deepest level x trials) is bounded by `MAX_WORK` and the memory estimate (`sweep_bytes`) by
+`agentlab.limits.check_memory`, all in `SweepConfig.validate`, before anything runs. On resume a unit
+file that cannot be read back whole with the expected columns and rows (truncated, corrupt, or not a
+unit of this grid) is refused by `check_cells`, naming the file: deleting it makes the resumed sweep
+recompute that unit (it is never silently recomputed, since an unreadable file is a sign of a disk or
+copy problem worth knowing about).
 """
 
 from __future__ import annotations
@@ -18,9 +26,30 @@ from typing import Any
 
 import numpy as np
 
+from agentlab import limits
+from agentlab.errors import UsageError
+from agentlab.limits import Bound
 from agentlab.synergy import theory
 
 UNIT = 64
+MAX_WORK = 1e11  # cells x deepest level x trials: about 100 times the default sweep, hours on a CPU
+
+# One declaration per `SweepConfig` field (named by the flag that sets it); tuple fields are checked per value.
+BOUNDS: dict[str, Bound] = {
+    "fan_ins": Bound("--fan-in", int, low=3, high=99, unit="odd fan-in b"),
+    "rhos": Bound("--rho", float, low=0, high=1, high_open=True, unit="shared-error correlation"),
+    "gammas": Bound("--gamma", float, low=0, high=1, low_open=True, unit="message fidelity"),
+    "message_lengths": Bound("--message-length", float, low=0, high=1e9, low_open=True, unit="tokens"),
+    "m0": Bound("--m0", float, low=0, high=1e9, low_open=True, unit="tokens"),
+    "depths": Bound("--depth", int, low=0, high=1000, unit="tree levels"),
+    "mu0s": Bound("--mu0", float, low=-1, high=1, unit="leaf bias 2 p - 1"),
+    "betas": Bound("--beta", float, low=0, high=10, low_open=True, unit="leaf scaling exponent"),
+    "kappa": Bound("--kappa", float, low=0, high=1e6, low_open=True, unit="leaf bias scale"),
+    "budgets": Bound("--budget", float, low=0, high=1e15, low_open=True, unit="tokens"),
+    "budget_message_length": Bound("--budget-message-length", float, low=0, high=1e9, low_open=True, unit="tokens"),
+    "trials": Bound("--trials", int, low=1, high=10**10, unit="Monte Carlo trials per cell"),
+    "seed": Bound("--seed", int, low=0, high=2**31 - 1),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,20 +82,92 @@ class SweepConfig:
         grid = itertools.product(self.fan_ins, self.rhos, gammas, self.mu0s)
         return [(i, b, r, g, mu0, m) for i, (b, r, (g, m), mu0) in enumerate(grid)]
 
-    def validate(self) -> SweepConfig:
-        theory.check_fan_in(self.fan_ins)
-        theory.check_rho(self.rhos)
-        theory.check_gamma(self.gamma_values())
-        theory.check_mu(self.mu0s, "mu0")
-        from agentlab.errors import UsageError
+    def count(self) -> int:
+        """Number of cells (without building them)."""
+        gammas = len(self.message_lengths) if self.message_lengths is not None else len(self.gammas)
+        return len(self.fan_ins) * len(self.rhos) * gammas * len(self.mu0s)
 
-        if self.trials < 1:
-            raise UsageError(f"--trials must be >= 1, got {self.trials}")
-        if min(self.depths) < 0:
-            raise UsageError(f"--depth must be >= 0, got {min(self.depths)}")
-        if any(b <= 0 for b in self.betas):
-            raise UsageError(f"--beta must be > 0, got {min(self.betas)}")
+    def validate(self) -> SweepConfig:
+        """Check every field through `BOUNDS` (fan-ins also odd), then the work and the memory; `UsageError`."""
+        for field, bound in BOUNDS.items():
+            value = getattr(self, field)
+            if (field == "gammas" and self.message_lengths is not None) or value is None:
+                continue  # gamma comes from the message lengths, or there are none
+            if isinstance(value, tuple):
+                if not value:
+                    raise UsageError(f"{bound.name} is empty: give at least one value ({bound.describe()})")
+                for item in value:
+                    bound.check(item)
+            else:
+                bound.check(value)
+        theory.check_fan_in(self.fan_ins)
+        theory.check_gamma(self.gamma_values())
+        cells, deepest = self.count(), max(self.depths)
+        work = float(cells) * max(deepest, 1) * self.trials
+        if work > MAX_WORK:
+            raise UsageError(
+                f"the sweep's work is {cells:,} cells x {max(deepest, 1):,} levels x {self.trials:,} trials = "
+                f"{work:.3g} trial-levels, more than the {MAX_WORK:.0e} a sweep may plan (hours of compute); lower "
+                "--trials, --depth or the grid"
+            )
+        limits.check_memory(
+            sweep_bytes(self), f"the sweep ({cells:,} cells x {len(self.depths)} depths)", "lower the grid or --depth"
+        )
         return self
+
+
+def sweep_bytes(config: SweepConfig) -> float:
+    """Estimated peak memory of a sweep: the tidy table (about 500 bytes a row with polars' copies when collected
+    and sorted), the cell list, one unit in flight (levels x `UNIT` cells, the sampler's words) and the budget table
+    (combinations x budgets x tree depths, a few float64 arrays)."""
+    cells, levels, deepest = config.count(), len(config.depths), max(config.depths)
+    table = 500.0 * cells * levels + 300.0 * cells
+    n_words, _ = _population_words(config.trials)
+    unit = UNIT * (deepest + 1) * 8 * 8 + UNIT * levels * 25 * 8 + UNIT * max(config.fan_ins) * n_words * 4 * 4
+    gammas = len(config.message_lengths) if config.message_lengths is not None else len(config.gammas)
+    combinations = len(config.fan_ins) * min(len(config.rhos), 4) * min(gammas, 4) * len(config.betas)
+    tree_depths = np.log(max(config.budgets)) / np.log(min(config.fan_ins)) + 3
+    budget = combinations * len(config.budgets) * (tree_depths * 8 * 8 + 200)
+    return table + unit + budget
+
+
+def _population_words(trials: int, max_words: int = 4096) -> tuple[int, int]:
+    """`agentlab.synergy.montecarlo.population_words` without importing JAX."""
+    need = max(1, -(-trials // 32))
+    n_words = min(1 << (need - 1).bit_length(), max_words)
+    return n_words, -(-need // n_words)
+
+
+def check_cells(out: Path, config: SweepConfig) -> int:
+    """Before resuming into `out`: every unit file already in ``out/cells`` must read back whole, with the
+    expected columns and one row per cell and depth; otherwise `UsageError` naming the file (delete it and
+    the resumed sweep recomputes that unit). Returns the number of units found."""
+    import polars as pl
+
+    folder = Path(out) / "cells"
+    found = 0
+    for name, cells in units(config):
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            continue
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as error:  # noqa: BLE001 - polars raises several kinds for a damaged file
+            detail = (str(error).strip().splitlines() or [""])[0][:200]
+            raise UsageError(
+                f"--resume: unit file {path} cannot be read ({type(error).__name__}: {detail}); it is truncated or "
+                "corrupt: delete it and resume to recompute that unit"
+            ) from None
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        rows = len(cells) * len(config.depths)
+        if missing or frame.height != rows:
+            what = f"lacks column {missing[0]!r}" if missing else f"has {frame.height} rows, expected {rows}"
+            raise UsageError(
+                f"--resume: unit file {path} {what}: it is not a unit of this sweep; delete it and resume to "
+                "recompute that unit"
+            )
+        found += 1
+    return found
 
 
 def units(config: SweepConfig) -> list[tuple[str, list]]:

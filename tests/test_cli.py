@@ -58,7 +58,7 @@ def test_envs_table_goes_to_stderr_and_stdout_stays_clean():
             "unknown event mode 'regenerate' for asterix",
         ),
         (["bench", "kernels", "--auto-reset", "maybe"], "unknown --auto-reset"),
-        (["bench", "kernels", "--steps", "0"], "must be >= 1"),
+        (["bench", "kernels", "--steps", "0"], "--steps must be an integer in [1, "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):

@@ -250,11 +250,11 @@ def test_deadline_without_cover_is_an_authority_decision_in_that_round():
 
 
 def test_bad_params_raise_value_errors():
-    with pytest.raises(ValueError, match="loads must be non-negative"):
+    with pytest.raises(ValueError, match=r"class_load_mw\[0\] \(load_critical\) must be .* \(MW\)"):
         validate_grid_params(default_grid_params(class_load_mw=jnp.asarray([-1.0, 1, 1, 1, 1])))
-    with pytest.raises(ValueError, match="values of lost load"):
+    with pytest.raises(ValueError, match=r"class_voll\[1\] \(voll_residential\) must be .* \(\$/MWh\)"):
         validate_grid_params(default_grid_params(class_voll=jnp.asarray([1.0, -5, 1, 1, 1])))
-    with pytest.raises(ValueError, match="larger than the total load"):
+    with pytest.raises(ValueError, match=r"shortfall_max must be a finite number in \[0, 1\]"):
         validate_grid_params(default_grid_params(shortfall_max=1.5))
     with pytest.raises(UsageError, match="unknown policy 'oracle'"):
         policy_ids((("oracle", 3),))
@@ -329,9 +329,9 @@ def test_simulation_is_deterministic_given_the_key():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--param", "load_residential=-5"], "loads must be non-negative"),
-        (["--param", "voll_critical=-1"], "values of lost load must be non-negative"),
-        (["--param", "shortfall=1.5"], "larger than the total load"),
+        (["--param", "load_residential=-5"], "--param load_residential must be a finite number in [0, 1e+06] (MW)"),
+        (["--param", "voll_critical=-1"], "--param voll_critical must be a finite number in [0, 1e+07] ($/MWh)"),
+        (["--param", "shortfall=1.5"], "--param shortfall must be a finite number in [0, 1]"),
         (["--policies", "solver:2,oracle:3"], "unknown policy 'oracle'"),
         (["--param", "colour=3"], "valid keys are"),
     ],

@@ -76,10 +76,10 @@ def test_calibrate_bad_data_is_one_line(tmp_path, frame, needle):
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        (["--rho", "1.0"], "rho must lie in [0, 1)"),
-        (["--gamma", "0"], "gamma must lie in (0, 1]"),
+        (["--rho", "1.0"], "--rho must be a finite number in [0, 1)"),
+        (["--gamma", "0"], "--gamma must be a finite number in (0, 1]"),
         (["--fan-in", "4"], "odd integer >= 3, got 4"),
-        (["--fan-in", "1"], "odd integer >= 3, got 1"),
+        (["--fan-in", "1"], "--fan-in must be an integer in [3, 99] (odd fan-in b), got 1"),
         (["--rho", "0:x:3"], "--rho"),
         (["--executor", "spark"], "--executor"),
     ],

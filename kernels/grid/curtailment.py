@@ -78,6 +78,7 @@ from agentlab.kernels.environment import Environment
 from agentlab.kernels.fusion import materialize
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box
+from agentlab.limits import Bound
 
 CLASSES = ("critical", "residential", "commercial", "industrial", "interruptible")
 OBS_DIM = 17
@@ -160,40 +161,68 @@ def default_grid_params(**overrides) -> GridParams:
     return params.replace(**overrides)
 
 
+# One declaration per scalar `GridParams` field (`agentlab.limits`): `validate_grid_params`, ``--param`` and Python
+# callers all check values through these.
+GRID_BOUNDS: dict[str, Bound] = {
+    bound.name: bound
+    for bound in (
+        Bound("load_spread", float, low=0, high=1, high_open=True, unit="share of load"),
+        Bound("shortfall_min", float, low=0, high=1, unit="generation loss / demand"),
+        Bound("shortfall_max", float, low=0, high=1, unit="generation loss / demand"),
+        Bound("nominal_hz", float, low=0, low_open=True, high=1000, unit="Hz"),
+        Bound("inertia_h", float, low=0, low_open=True, high=100, unit="s"),
+        Bound("droop", float, low=0, low_open=True, high=1, unit="per unit"),
+        Bound("governor_share", float, low=0, high=1, unit="share of capacity"),
+        Bound("damping", float, low=0, high=100, unit="pu load per pu frequency"),
+        Bound("reserve_energy_h", float, low=0, high=100, unit="MWh per MW of demand"),
+        Bound("emergency_hz", float, low=0, low_open=True, high=1000, unit="Hz, at most nominal_hz"),
+        Bound("round_seconds", float, low=0, low_open=True, high=86400, unit="s of system time per round"),
+        Bound("deadline", int, low=1, high=10_000, unit="rounds"),
+        Bound("settlement_hours", float, low=0, low_open=True, high=8760, unit="h"),
+        Bound("price_cap", float, low=0, low_open=True, high=1e7, unit="$/MWh"),
+        Bound("frequency_cost", float, low=0, high=1e12, unit="$ per Hz s"),
+        Bound("cover_tolerance", float, low=0, high=1, unit="share of demand"),
+        Bound("reward_scale", float, low=0, low_open=True, high=1e12, unit="$ per reward unit"),
+    )
+}
+# The per-class entries of `class_load_mw` and `class_voll` (``--param load_<class>``, ``voll_<class>``).
+CLASS_BOUNDS: dict[str, Bound] = {
+    **{f"load_{c}": Bound(f"load_{c}", float, low=0, high=1e6, unit="MW") for c in CLASSES},
+    **{f"voll_{c}": Bound(f"voll_{c}", float, low=0, high=1e7, unit="$/MWh") for c in CLASSES},
+}
+# ``--param shortfall`` sets both ends of the shortfall range.
+SHORTFALL = Bound("shortfall", float, low=0, high=1, unit="generation loss / demand")
+
+
 def validate_grid_params(params: GridParams) -> GridParams:
-    """Raise `UsageError` (a `ValueError`) on physically meaningless settings (host values only)."""
+    """Raise `UsageError` (a `ValueError`) on physically meaningless settings (host values only): every scalar field
+    through its `GRID_BOUNDS` entry, each class's load and VoLL through `CLASS_BOUNDS`, and the relations between
+    fields (a positive total load, shortfall_min <= shortfall_max, emergency_hz <= nominal_hz, relay stages)."""
     loads = np.asarray(params.class_load_mw, np.float64)
     voll = np.asarray(params.class_voll, np.float64)
     if loads.shape != (len(CLASSES),) or voll.shape != (len(CLASSES),):
         raise UsageError(f"class_load_mw and class_voll need one value per class {CLASSES}")
-    if np.any(loads < 0) or not np.all(np.isfinite(loads)):
-        raise UsageError(f"loads must be non-negative MW, got class_load_mw={loads.tolist()}")
+    for i, c in enumerate(CLASSES):
+        CLASS_BOUNDS[f"load_{c}"].check(float(loads[i]), f"class_load_mw[{i}] (load_{c})")
+        CLASS_BOUNDS[f"voll_{c}"].check(float(voll[i]), f"class_voll[{i}] (voll_{c})")
     if loads.sum() <= 0:
-        raise UsageError("the total load must be positive")
-    if np.any(voll < 0) or not np.all(np.isfinite(voll)):
-        raise UsageError(f"values of lost load must be non-negative $/MWh, got class_voll={voll.tolist()}")
-    if not 0 <= float(params.load_spread) < 1:
-        raise UsageError(f"load_spread must be in [0, 1), got {params.load_spread}")
+        raise UsageError("the total load must be positive (MW), got class_load_mw all 0")
+    for name, bound in GRID_BOUNDS.items():
+        bound.check(np.asarray(getattr(params, name)).item())
     lo, hi = float(params.shortfall_min), float(params.shortfall_max)
-    if lo < 0 or hi < lo:
-        raise UsageError(f"need 0 <= shortfall_min <= shortfall_max, got {lo} and {hi}")
-    if hi > 1:
-        raise UsageError(f"a shortfall of {hi:g} x demand is larger than the total load (at most 1)")
-    positive = ("nominal_hz", "inertia_h", "droop", "round_seconds", "settlement_hours", "price_cap", "reward_scale")
-    for name in positive:
-        if not float(getattr(params, name)) > 0:
-            raise UsageError(f"{name} must be positive, got {getattr(params, name)}")
-    for name in ("governor_share", "damping", "reserve_energy_h", "frequency_cost", "cover_tolerance"):
-        if float(getattr(params, name)) < 0:
-            raise UsageError(f"{name} must be non-negative, got {getattr(params, name)}")
-    if int(params.deadline) < 1 or int(params.deadline) != float(params.deadline):
-        raise UsageError(f"deadline must be a positive whole number of rounds, got {params.deadline}")
+    if hi < lo:
+        raise UsageError(f"need shortfall_min <= shortfall_max (generation loss / demand), got {lo:g} and {hi:g}")
+    if float(params.emergency_hz) > float(params.nominal_hz):
+        raise UsageError(f"emergency_hz {params.emergency_hz} is above nominal {params.nominal_hz} (Hz)")
     relay_hz = np.asarray(params.relay_hz, np.float64)
     relay_shed = np.asarray(params.relay_shed, np.float64)
-    if np.any(np.diff(relay_hz) > 0) or np.any(np.diff(relay_shed) < 0) or np.any((relay_shed < 0) | (relay_shed > 1)):
+    if (
+        not np.all(np.isfinite(relay_hz))
+        or np.any(np.diff(relay_hz) > 0)
+        or np.any(np.diff(relay_shed) < 0)
+        or not np.all((relay_shed >= 0) & (relay_shed <= 1))
+    ):
         raise UsageError("relay_hz must descend and relay_shed (cumulative shares in [0, 1]) ascend")
-    if float(params.emergency_hz) > float(params.nominal_hz):
-        raise UsageError(f"emergency_hz {params.emergency_hz} is above nominal {params.nominal_hz}")
     return params
 
 
@@ -578,4 +607,13 @@ def describe(env: GridCurtailment) -> dict:
     }
 
 
-__all__ = ["GridCurtailment", "GridParams", "GridState", "default_grid_params", "validate_grid_params"]
+__all__ = [
+    "CLASS_BOUNDS",
+    "GRID_BOUNDS",
+    "SHORTFALL",
+    "GridCurtailment",
+    "GridParams",
+    "GridState",
+    "default_grid_params",
+    "validate_grid_params",
+]

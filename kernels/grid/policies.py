@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentlab.errors import UsageError, choices
 from agentlab.kernels.grid.curtailment import ONGOING, GridCurtailment, GridParams, GridState
 from agentlab.kernels.grid.metrics import episode_metrics
 from agentlab.kernels.pytree import pytree_dataclass
+from agentlab.limits import Bound
 
 POLICIES = ("solver", "bounded", "sampler", "prorata")
 SAMPLER_GRID = 11
@@ -53,31 +55,45 @@ class PolicyParams:
 
 
 POLICY_PARAM_NAMES = tuple(PolicyParams.__dataclass_fields__)
+MAX_PARTICIPANTS = 4096
+
+# One declaration per `PolicyParams` field (`agentlab.limits`): `validate_policy_params`, ``--param`` and Python callers
+# all check values through these.
+POLICY_BOUNDS: dict[str, Bound] = {
+    bound.name: bound
+    for bound in (
+        Bound("temperature", float, low=0, low_open=True, high=1e6, unit="utility in units of the imposed loss"),
+        Bound("initial_offer", float, low=0, high=1, unit="fraction of own load"),
+        Bound("concession_step", float, low=0, high=1, unit="fraction of own load per round"),
+        Bound("satisficing", float, low=0, high=100, unit="multiple of the willingness"),
+        Bound("reciprocity", float, low=0, high=100, unit="weight of the others' remembered offers"),
+        Bound("memory_decay", float, low=0, high=1, unit="weight of the past"),
+        Bound("initial_ask", float, low=0, high=1, unit="share of price_cap"),
+        Bound("ask_step", float, low=0, high=1, unit="share of price_cap per round"),
+        Bound("ask_floor", float, low=0, high=1, unit="share of price_cap"),
+    )
+}
+assert set(POLICY_BOUNDS) == set(POLICY_PARAM_NAMES)
 
 
 def validate_policy_params(pp: PolicyParams) -> PolicyParams:
-    for name in POLICY_PARAM_NAMES:
-        if float(getattr(pp, name)) < 0:
-            raise UsageError(f"{name} must be non-negative, got {getattr(pp, name)}")
-    if float(pp.temperature) <= 0:
-        raise UsageError(f"temperature must be positive, got {pp.temperature}")
-    if float(pp.memory_decay) > 1:
-        raise UsageError(f"memory_decay must be in [0, 1], got {pp.memory_decay}")
+    """Raise `UsageError` on bad settings (host values only): every field through its `POLICY_BOUNDS` entry."""
+    for name, bound in POLICY_BOUNDS.items():
+        bound.check(np.asarray(getattr(pp, name)).item())
     return pp
 
 
 def policy_ids(mix: tuple[tuple[str, int], ...]) -> tuple[int, ...]:
     """``(("solver", 2), ("bounded", 3))`` -> ``(0, 0, 1, 1, 1)``; unknown names raise `UsageError`."""
-    ids = []
     for name, count in mix:
         if name not in POLICIES:
             raise UsageError(f"unknown policy {name!r}: valid policies are {choices(POLICIES)}")
         if count < 0:
             raise UsageError(f"count of {name!r} must be >= 0, got {count}")
-        ids += [POLICIES.index(name)] * count
-    if len(ids) < 2:
-        raise UsageError(f"grid-curtailment needs at least 2 participants, got {len(ids)}")
-    return tuple(ids)
+    total = sum(count for _, count in mix)
+    if not 2 <= total <= MAX_PARTICIPANTS:
+        raise UsageError(f"grid-curtailment needs 2 to {MAX_PARTICIPANTS} participants, got {total}")
+    return tuple(POLICIES.index(name) for name, count in mix for _ in range(count))
 
 
 def willingness(state: GridState, price: jax.Array) -> jax.Array:

@@ -31,10 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.errors import UsageError
+from agentlab.errors import UsageError, choices
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
+from agentlab.limits import Bound, check_all
 
 
 @pytree_dataclass
@@ -123,18 +124,31 @@ def price_grid(n: int, m: int = 15, xi: float = 0.1, **demand: float) -> np.ndar
     return np.linspace(b["nash_price"] - xi * gap, b["monopoly_price"] + xi * gap, m)
 
 
+# One declaration per scalar demand field and the grid's margin (`agentlab.limits`).
+CALVANO_BOUNDS: dict[str, Bound] = {
+    bound.name: bound
+    for bound in (
+        Bound("cost", float, low=0, high=1e6, unit="money per unit"),
+        Bound("quality", float, low=-1e6, high=1e6, unit="quality index"),
+        Bound("outside_quality", float, low=-1e6, high=1e6, unit="quality index"),
+        Bound("mu", float, low=0, low_open=True, high=1e6, unit="horizontal differentiation"),
+        Bound("xi", float, low=0, high=10, unit="share of the Nash-monopoly price gap"),
+    )
+}
+
+
 def calvano_params(
     n: int = 2, m: int = 15, xi: float = 0.1, max_steps: int | None = 100, **demand: float
 ) -> CalvanoParams:
     """Params with Calvano's grid for `n` firms; `demand` may set cost, quality, outside_quality, mu."""
     if n < 2 or m < 2:
         raise UsageError(f"calvano needs at least 2 firms and 2 prices, got firms={n}, prices={m}")
-    if demand.get("mu", 0.25) <= 0:
-        raise UsageError(f"mu must be positive, got {demand['mu']}")
-    if demand.get("cost", 1.0) < 0:
-        raise UsageError(f"cost must be non-negative, got {demand['cost']}")
-    if xi < 0:
-        raise UsageError(f"xi must be non-negative, got {xi}")
+    fields = ("cost", "quality", "outside_quality", "mu")
+    unknown = sorted(set(demand) - set(fields))
+    if unknown:
+        raise UsageError(f"unknown demand parameter {unknown[0]!r}: valid are {choices(fields)}")
+    demand = check_all(demand, CALVANO_BOUNDS)
+    xi = CALVANO_BOUNDS["xi"].check(xi)
     grid = price_grid(n, m, xi, **demand)
     return CalvanoParams(prices=jnp.asarray(grid, jnp.float32), max_steps=max_steps, **demand)
 

@@ -28,6 +28,7 @@ of units; `market_day` takes continuous prices and units directly (scripted poli
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -40,8 +41,10 @@ from agentlab.kernels.environment import Environment
 from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
+from agentlab.limits import MAX_INDEX, Bound
 
 OBS_DIM = 10
+MAX_FIRMS = 64  # `consumer_round` unrolls its ranks over firms: compile time grows with the square
 
 
 @pytree_dataclass
@@ -86,16 +89,39 @@ def default_crash_params(num_prices: int = 11, num_supply: int = 5, **overrides)
     return params.replace(**overrides)
 
 
+# One declaration per scalar `CrashParams` field (`agentlab.limits`): `validate_crash_params`, ``--param`` and Python
+# callers all check values through these. `dlc` is further bounded by the number of firms.
+CRASH_BOUNDS: dict[str, Bound] = {
+    bound.name: bound
+    for bound in (
+        Bound("initial_cash", float, low=0, low_open=True, high=1e12, unit="money"),
+        Bound("unit_cost", float, low=0, low_open=True, high=1e9, unit="money per unit"),
+        Bound("overhead", float, low=0, high=1e12, unit="money per day"),
+        Bound("tax_rate", float, low=0, high=1, unit="share of cash per day"),
+        Bound("fee_rate", float, low=0, high=1, unit="share of cash per day"),
+        Bound("participation", float, low=0, high=1, unit="expected share of consumers per day"),
+        Bound("income_mean", float, low=0, high=1e9, unit="money per consumer per day"),
+        Bound("income_sigma", float, low=0, high=10, unit="log-sd of incomes"),
+        Bound("dlc", int, low=1, high=MAX_FIRMS, unit="firms each consumer compares"),
+        Bound("initial_markup", float, low=0, high=1e3, unit="multiple of the unit cost"),
+        Bound("shock_day", int, low=-1, high=MAX_INDEX, unit="day the supply shock starts; -1: none"),
+        Bound("shock_cost", float, low=0, low_open=True, high=1e9, unit="money per unit"),
+    )
+}
+
+
 def validate_crash_params(params: CrashParams, num_firms: int) -> CrashParams:
-    """Raise `UsageError` on bad numeric settings (host values only)."""
-    for name in ("initial_cash", "unit_cost", "overhead", "shock_cost", "income_mean"):
-        if float(getattr(params, name)) < 0:
-            raise UsageError(f"{name} must be non-negative, got {getattr(params, name)}")
-    if not 1 <= int(params.dlc) <= num_firms:
-        raise UsageError(f"dlc must be between 1 and the number of firms ({num_firms}), got {params.dlc}")
-    for name in ("tax_rate", "fee_rate", "participation"):
-        if not 0 <= float(getattr(params, name)) <= 1:
-            raise UsageError(f"{name} must be in [0, 1], got {getattr(params, name)}")
+    """Raise `UsageError` on bad numeric settings (host values only): every scalar field through its `CRASH_BOUNDS`
+    entry, `dlc` at most `num_firms`, finite action grids (price multipliers > 0, supply fractions in [0, 1])."""
+    for name, bound in CRASH_BOUNDS.items():
+        bound.check(np.asarray(getattr(params, name)).item())
+    dataclasses.replace(CRASH_BOUNDS["dlc"], high=num_firms).check(np.asarray(params.dlc).item())
+    multipliers = np.asarray(params.price_multipliers, np.float64)
+    if multipliers.size == 0 or not np.all(np.isfinite(multipliers) & (multipliers > 0)):
+        raise UsageError(f"price_multipliers must be finite numbers > 0 (multiples of unit cost), got {multipliers}")
+    fractions = np.asarray(params.supply_fractions, np.float64)
+    if fractions.size == 0 or not np.all((fractions >= 0) & (fractions <= 1)):
+        raise UsageError(f"supply_fractions must be numbers in [0, 1] (shares of cash), got {fractions}")
     return params
 
 

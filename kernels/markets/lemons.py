@@ -61,6 +61,8 @@ listing of largest positive valued surplus (value - price) among those it accept
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,6 +73,7 @@ from agentlab.kernels.fusion import materialize
 from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
+from agentlab.limits import Bound
 
 TIERS = ("mint", "good", "fair", "poor")
 MINT, GOOD, FAIR, POOR = range(4)
@@ -128,35 +131,45 @@ def default_lemons_params(**overrides) -> LemonsParams:
     return params.replace(**overrides)
 
 
+MAX_AGENTS = 4096  # sellers or buyers of one market
+
+# One declaration per scalar `LemonsParams` field (`agentlab.limits`): `validate_lemons_params`, ``--param`` and Python
+# callers all check values through these. `num_sybil` and `dlc` are further bounded by the number of sellers (and
+# `dlc` by the kernel's view size).
+LEMONS_BOUNDS: dict[str, Bound] = {
+    bound.name: bound
+    for bound in (
+        Bound("num_sybil", int, low=0, high=MAX_AGENTS, unit="Sybil identities among the sellers"),
+        Bound("dlc", int, low=1, high=MAX_AGENTS, unit="listings each buyer sees"),
+        Bound("value_per_quality", float, low=0, high=1e12, unit="money per unit of quality"),
+        Bound("initial_reputation", float, low=0, high=1, unit="reputation of a fresh seller"),
+        Bound("retire_threshold", float, low=0, high=1, unit="reputation"),
+        Bound("sybil_mint_share", float, low=0, high=1, unit="share of Sybil listings advertised mint"),
+        Bound("sybil_duplicate_prob", float, low=0, high=1, unit="probability"),
+        Bound("guardian_price_floor", float, low=0, high=1e12, unit="money"),
+        Bound("guardian_min_reputation", float, low=0, high=1, unit="reputation"),
+        Bound("bayes_prior_sybil", float, low=-1, high=1, unit="prior Sybil share; negative: the true share K / S"),
+        Bound("reward_scale", float, low=0, high=1e6, unit="reward per unit of money"),
+        Bound("horizon", float, low=0, low_open=True, high=1e9, unit="days"),
+    )
+}
+
+
 def validate_lemons_params(params: LemonsParams, num_sellers: int, view_size: int | None = None) -> LemonsParams:
-    """Raise `UsageError` on bad settings (host values only). ``view_size`` (the kernel's V) bounds `dlc`."""
+    """Raise `UsageError` on bad settings (host values only): every scalar field through its `LEMONS_BOUNDS` entry,
+    `num_sybil` at most `num_sellers`, `dlc` at most `num_sellers` and ``view_size`` (the kernel's V), finite tiers
+    and price ranges."""
+    for name, bound in LEMONS_BOUNDS.items():
+        bound.check(np.asarray(getattr(params, name)).item())
     limit = num_sellers if view_size is None else min(num_sellers, view_size)
-    if not 1 <= int(params.dlc) <= limit:
-        raise UsageError(f"dlc must be between 1 and the number of sellers ({limit}), got {params.dlc}")
-    if not 0 <= int(params.num_sybil) <= num_sellers:
-        raise UsageError(
-            f"num_sybil must be between 0 and the number of sellers ({num_sellers}), got {params.num_sybil}"
-        )
-    for name in ("value_per_quality", "guardian_price_floor", "reward_scale", "horizon"):
-        if not float(getattr(params, name)) >= 0:
-            raise UsageError(f"{name} must be non-negative, got {getattr(params, name)}")
-    low, high = np.asarray(params.price_low), np.asarray(params.price_high)
-    if np.any(low < 0) or np.any(high < low):
+    dataclasses.replace(LEMONS_BOUNDS["dlc"], high=limit).check(np.asarray(params.dlc).item())
+    dataclasses.replace(LEMONS_BOUNDS["num_sybil"], high=num_sellers).check(np.asarray(params.num_sybil).item())
+    low, high = np.asarray(params.price_low, np.float64), np.asarray(params.price_high, np.float64)
+    if not (np.all(np.isfinite(low) & np.isfinite(high)) and np.all(low >= 0) and np.all(high >= low)):
         raise UsageError(f"price ranges must satisfy 0 <= low <= high, got low {low.tolist()} high {high.tolist()}")
-    quality = np.asarray(params.tier_quality)
-    if np.any(quality < 0) or np.any(np.diff(quality) > 0):
+    quality = np.asarray(params.tier_quality, np.float64)
+    if not np.all(np.isfinite(quality)) or np.any(quality < 0) or np.any(np.diff(quality) > 0):
         raise UsageError(f"tier_quality must be non-negative and not increasing from mint to poor, got {quality}")
-    for name in (
-        "initial_reputation",
-        "retire_threshold",
-        "sybil_mint_share",
-        "sybil_duplicate_prob",
-        "guardian_min_reputation",
-    ):
-        if not 0 <= float(getattr(params, name)) <= 1:
-            raise UsageError(f"{name} must be in [0, 1], got {getattr(params, name)}")
-    if float(params.bayes_prior_sybil) > 1:
-        raise UsageError(f"bayes_prior_sybil must be <= 1 (negative: the true share), got {params.bayes_prior_sybil}")
     return params
 
 
