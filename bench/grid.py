@@ -73,10 +73,10 @@ def study(out: Path, events: int = 512, seed: int = 0) -> None:
     import numpy as np
     import polars as pl
 
-    from agentlab.cli.simulate import parse_mix
     from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params
     from agentlab.kernels.grid.metrics import aggregate
     from agentlab.kernels.grid.policies import POLICIES, PolicyParams, policy_ids, simulate_events
+    from agentlab.kernels.mixes import parse_mix
 
     env = GridCurtailment()
     rounds = max(DEADLINES)

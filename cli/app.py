@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from agentlab import __version__
-from agentlab.cli import bench, calibrate, envs, render, simulate, sweep, train, train_qlearn
+from agentlab.cli import (
+    bench,
+    calibrate,
+    envs,
+    render,
+    simulate,
+    simulate_grid,
+    simulate_lemons,
+    sweep,
+    train,
+    train_qlearn,
+)
 from agentlab.cli import eval as eval_command
 
 app = typer.Typer(
@@ -40,6 +51,13 @@ def root(
 
 app.add_typer(train.app, name="train")
 train.app.command("qlearn")(train_qlearn.qlearn)
+# `agentlab simulate KERNEL`: market-crash (cli/simulate.py) and the plug-ins imported above (each registers its
+# kernel's simulator when imported) become sub-commands.
+assert {"market-crash", "market-lemons", "grid-curtailment"} <= set(simulate.SIMULATORS), (
+    simulate_grid,
+    simulate_lemons,
+)
+simulate.install(simulate.app)
 app.add_typer(simulate.app, name="simulate")
 app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)

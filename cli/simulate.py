@@ -35,6 +35,7 @@ from agentlab.cli.common import (
     progress_display,
 )
 from agentlab.errors import choices
+from agentlab.kernels.mixes import expand, parse_mix  # noqa: F401 (parse_mix: the plug-ins use it)
 from agentlab.limits import Bound
 from agentlab.timing import compile_and_run
 
@@ -96,31 +97,6 @@ def register(simulator: Simulator) -> Simulator:
     if _INSTALLED:
         app.command(simulator.kernel)(_command_for(simulator))
     return simulator
-
-
-def parse_mix(text: str, valid: tuple[str, ...], option: str, limit: int = 4096) -> tuple[tuple[str, int], ...]:
-    """``"undercut:3,stabilise:2"`` -> ``(("undercut", 3), ("stabilise", 2))``; a bare name counts 1; at most `limit`
-    agents in all."""
-    mix = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        name, _, count = part.partition(":")
-        if name not in valid:
-            fail(f"{option}: unknown policy {name!r}: valid policies are {choices(valid)}")
-        try:
-            n = int(count) if count else 1
-        except ValueError:
-            fail(f"{option} {text!r}: count {count!r} of {name!r} is not an integer")
-        if n < 0:
-            fail(f"{option} {text!r}: count of {name!r} must be >= 0, got {n}")
-        mix.append((name, n))
-    total = sum(n for _, n in mix)
-    if total < 1:
-        fail(f"{option} {text!r}: give at least one agent, e.g. {valid[0]}:3")
-    if total > limit:
-        fail(f"{option} {text!r}: at most {limit} agents in all, got {total}")
-    return tuple(mix)
 
 
 def parse_params(text: str) -> dict[str, float]:
@@ -255,10 +231,6 @@ def install(target: typer.Typer) -> None:
 # -- market-crash ------------------------------------------------------------------------------------------------
 
 
-def _expand(mix: tuple[tuple[str, int], ...], names: tuple[str, ...]) -> list[int]:
-    return [names.index(name) for name, count in mix for _ in range(count)]
-
-
 CRASH_CONSUMERS = 50
 CRASH_DAYS = 365
 
@@ -299,7 +271,7 @@ def crash_setup(request: SimulateRequest):
         f"market-crash with {request.markets:,} markets x {days:,} days x {firms} firms",
         "lower --markets or --steps",
     )
-    policy_ids = jnp.asarray(_expand(request.policies, tuple(FIRM_POLICIES)), jnp.int32)
+    policy_ids = jnp.asarray(expand(request.policies, tuple(FIRM_POLICIES)), jnp.int32)
     return params, policy_ids, days
 
 
@@ -442,8 +414,3 @@ register(
         "shock_day=25,shock_cost=10.",
     )
 )
-
-# Plug-ins: each module registers its kernel's simulator.
-from agentlab.cli import simulate_grid, simulate_lemons  # noqa: E402, F401
-
-install(app)

@@ -30,10 +30,10 @@ from agentlab.cli.simulate import (
     SimulationResult,
     Simulator,
     _eas_figure,
-    _expand,
     check_params,
     register,
 )
+from agentlab.kernels.mixes import expand
 from agentlab.timing import compile_and_run
 
 SELLER_NAMES = ("honest", "sybil")
@@ -76,7 +76,7 @@ def lemons_setup(request: SimulateRequest):
         "buyers",
         "lower --markets or --steps",
     )
-    buyer_ids = jnp.asarray(_expand(request.buyers, BUYER_NAMES), jnp.int32)
+    buyer_ids = jnp.asarray(expand(request.buyers, BUYER_NAMES), jnp.int32)
     return params, buyer_ids, num_sellers
 
 
@@ -247,7 +247,7 @@ def lemon_study(markets: int = 256, days: int = DEFAULT_DAYS, seed: int = 0) -> 
     keys = jax.random.split(jax.random.key(seed), markets)
     table = []
     for buyers in STUDY_BUYERS:
-        ids = jax.numpy.asarray(_expand(parse_mix(buyers, BUYER_NAMES, "--buyers"), BUYER_NAMES), jax.numpy.int32)
+        ids = jax.numpy.asarray(expand(parse_mix(buyers, BUYER_NAMES, "--buyers"), BUYER_NAMES), jax.numpy.int32)
         for dlc in STUDY_DLC:
             for sybils in STUDY_SYBILS:
                 params = default_lemons_params(num_sybil=sybils, dlc=dlc)

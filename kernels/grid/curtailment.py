@@ -582,8 +582,6 @@ def negotiation_round(state: GridState, offer, ask, params: GridParams, substeps
         first_offer=jnp.where(state.time == 0, mean_offer, state.first_offer),
         last_offer=mean_offer,
     )
-    from agentlab.kernels.grid.metrics import episode_metrics
-
     info = {
         "authority_cost": (cost / params.reward_scale).astype(f32),
         "episode_metrics": episode_metrics(next_state.replace(time=state.time + 1), params),
@@ -617,3 +615,54 @@ __all__ = [
     "default_grid_params",
     "validate_grid_params",
 ]
+
+
+# -- per-episode metrics (`agentlab.kernels.grid.metrics` documents them and aggregates over episodes) --------
+
+EPISODE_METRICS = (
+    "outcome",
+    "rounds",
+    "unserved_energy_mwh",
+    "shed_energy_mwh",
+    "imposed_energy_mwh",
+    "voll_cost_musd",
+    "compensation_musd",
+    "authority_cost_musd",
+    "max_frequency_deviation_hz",
+    "burden_gini",
+    "action_entropy_nats",
+    "concession_arc",
+)
+
+
+def offer_entropy(counts: jax.Array) -> jax.Array:
+    """Shannon entropy (nats) of a histogram; 0 for an empty one."""
+    counts = counts.astype(jnp.float32)
+    p = counts / jnp.maximum(agent_sum(counts), 1.0)[..., None]
+    return -agent_sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+
+
+def episode_metrics(state: GridState, params: GridParams) -> dict[str, jax.Array]:
+    """The per-episode metrics (module docstring) of `state`, whose `time` counts the rounds played."""
+    lost = state.curtailed_mwh + state.shed_mwh
+    demanded = state.load_mw * jnp.maximum(state.elapsed_h, 1e-9)
+    scale = params.reward_scale
+    f32 = jnp.float32
+    return {
+        "outcome": state.outcome,
+        "rounds": state.time,
+        "unserved_energy_mwh": agent_sum(lost),
+        "shed_energy_mwh": agent_sum(state.shed_mwh),
+        "imposed_energy_mwh": agent_sum(state.imposed_mwh),
+        "voll_cost_musd": (state.voll_cost_usd / scale).astype(f32),
+        "compensation_musd": (agent_sum(state.compensation_usd) / scale).astype(f32),
+        "authority_cost_musd": (state.authority_cost_usd / scale).astype(f32),
+        "max_frequency_deviation_hz": state.max_abs_df_hz,
+        "burden_gini": gini(lost / demanded).astype(f32),
+        "action_entropy_nats": offer_entropy(state.offer_counts),
+        "concession_arc": ((state.time >= 2) & (state.last_offer > state.first_offer + 1e-6)).astype(f32),
+        # Indicators of the outcome, so that a mean over episodes is the outcome's rate (`agentlab train ppo`).
+        "compromise": (state.outcome == COMPROMISE).astype(f32),
+        "authority_decision": (state.outcome == AUTHORITY).astype(f32),
+        "automatic_shedding": (state.outcome == AUTOMATIC).astype(f32),
+    }
