@@ -129,7 +129,7 @@ def _run(config, out: Path, *, executor: str, quiet: bool) -> dict:
     with progress_display(*columns, quiet=quiet) as progress:
         task = progress.add_task("units", total=total)
         computed, skipped = work.run_units(
-            config, out, executor=executor, on_unit=lambda n, _: progress.advance(task, n)
+            config, out, executor=executor, on_unit=lambda done: progress.update(task, completed=done)
         )
     table = work.collect(out, config)
     rundir.write_parquet(out / "metrics.parquet", table)

@@ -56,4 +56,3 @@ def rollout(env: Environment, params: Any, key: jax.Array, steps: int, policy: P
 def random_rollout(env: Environment, params: Any, key: jax.Array, steps: int) -> tuple[jax.Array, Trajectory]:
     """`rollout` under `uniform_policy`."""
     return rollout(env, params, key, steps, uniform_policy(env))
-

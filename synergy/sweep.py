@@ -2,9 +2,10 @@
 
 A cell is one (fan-in b, rho, gamma, mu0) configuration; the level-wise sampler
 (`agentlab.synergy.montecarlo.simulate_levels`) gives every depth of a cell in one pass. Cells are
-computed in units (one fan-in, up to `UNIT` cells) written as ``cells/b{b}-u{k}.parquet``; a resumed
-sweep skips units already written and recomputes nothing. A cell's draws depend only on the seed and
-its index in the grid, so chunking, resuming and the executor never change the numbers.
+computed in units (one fan-in, up to `UNIT` cells) written as ``cells/b{b}-u{k}.parquet`` by the sweep
+layer (`agentlab.executors`: local or Ray, one atomic file per unit); a resumed sweep skips units already
+written and recomputes nothing. A cell's draws depend only on the seed and its index in the grid, so
+chunking, resuming and the executor never change the numbers.
 
 Input boundary: every `SweepConfig` field is checked through its `agentlab.limits.Bound` (`BOUNDS`), the
 work (cells x deepest level x trials) is bounded by `MAX_WORK` and the memory estimate (`sweep_bytes`) by
@@ -18,15 +19,16 @@ copy problem worth knowing about).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agentlab import limits
+from agentlab import executors, limits
 from agentlab.errors import UsageError
 from agentlab.limits import Bound
 from agentlab.synergy import theory
@@ -142,32 +144,15 @@ def check_cells(out: Path, config: SweepConfig) -> int:
     """Before resuming into `out`: every unit file already in ``out/cells`` must read back whole, with the
     expected columns and one row per cell and depth; otherwise `UsageError` naming the file (delete it and
     the resumed sweep recomputes that unit). Returns the number of units found."""
-    import polars as pl
+    return executors.check_units(Path(out) / "cells", units(config), columns=COLUMNS, rows=_rows(config))
 
-    folder = Path(out) / "cells"
-    found = 0
-    for name, cells in units(config):
-        path = folder / f"{name}.parquet"
-        if not path.exists():
-            continue
-        try:
-            frame = pl.read_parquet(path)
-        except Exception as error:  # noqa: BLE001 - polars raises several kinds for a damaged file
-            detail = (str(error).strip().splitlines() or [""])[0][:200]
-            raise UsageError(
-                f"--resume: unit file {path} cannot be read ({type(error).__name__}: {detail}); it is truncated or "
-                "corrupt: delete it and resume to recompute that unit"
-            ) from None
-        missing = [c for c in COLUMNS if c not in frame.columns]
-        rows = len(cells) * len(config.depths)
-        if missing or frame.height != rows:
-            what = f"lacks column {missing[0]!r}" if missing else f"has {frame.height} rows, expected {rows}"
-            raise UsageError(
-                f"--resume: unit file {path} {what}: it is not a unit of this sweep; delete it and resume to "
-                "recompute that unit"
-            )
-        found += 1
-    return found
+
+def _rows(config: SweepConfig) -> Callable[[list], int]:
+    return functools.partial(_unit_rows, len(config.depths))
+
+
+def _unit_rows(levels: int, cells: list) -> int:
+    return len(cells) * levels
 
 
 def units(config: SweepConfig) -> list[tuple[str, list]]:
@@ -249,66 +234,28 @@ def run_units(
     out: Path,
     *,
     executor: str = "local",
-    on_unit: Callable[[int, int], None] | None = None,
+    on_unit: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
-    """Compute every unit not yet in ``out/cells``; returns ``(computed, skipped)``. Each unit is written
-    atomically as soon as it is done, so an interrupted sweep loses at most the units in flight."""
+    """Compute every unit not yet in ``out/cells`` (`agentlab.executors.run_units`); returns ``(computed,
+    skipped)``. Each unit is written atomically as soon as it is done, so an interrupted sweep loses at most the
+    units in flight; ``on_unit(done)`` receives the units done so far."""
     import polars as pl
 
-    from agentlab.rundir import write_parquet
-
-    folder = Path(out) / "cells"
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [(name, cells) for name, cells in units(config) if not (folder / f"{name}.parquet").exists()]
-    skipped = len(units(config)) - len(todo)
-    if on_unit:
-        on_unit(skipped, 0)
-
-    start = time.perf_counter()
-
-    def save(name: str, rows: dict) -> None:
-        frame = pl.DataFrame(rows, schema_overrides={"message_length": pl.Float64}).with_columns(
-            pl.lit(name).alias("unit"), pl.lit(time.perf_counter() - start).alias("wall_seconds")
-        )
-        write_parquet(folder / f"{name}.parquet", frame)
-
-    if executor == "ray":
-        for name, rows in _ray_map(config, todo):
-            save(name, rows)
-            if on_unit:
-                on_unit(1, 1)
-    else:
-        for name, cells in todo:
-            save(name, compute_unit(config, cells))
-            if on_unit:
-                on_unit(1, 1)
-    return len(todo), skipped
-
-
-def _ray_map(config: SweepConfig, todo: list) -> Iterator[tuple[str, dict]]:
-    """Units on Ray (an existing cluster if RAY_ADDRESS is set, else a local instance), as they finish."""
-    from agentlab.errors import UsageError
-
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'agentlab[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(compute_unit)
-    pending = {remote.remote(config, cells): name for name, cells in todo}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            yield pending.pop(ref), ray.get(ref)
+    return executors.run_units(
+        Path(out) / "cells",
+        units(config),
+        functools.partial(compute_unit, config),
+        executor=executor,
+        columns=COLUMNS,
+        rows=_rows(config),
+        schema={"message_length": pl.Float64},
+        on_unit=on_unit,
+    )
 
 
 def collect(out: Path, config: SweepConfig):
     """The tidy table of every written unit (polars DataFrame), sorted by cell and depth."""
-    import polars as pl
-
-    frames = [pl.read_parquet(Path(out) / "cells" / f"{name}.parquet") for name, _ in units(config)]
-    return pl.concat(frames).sort(["cell", "depth"])
+    return executors.collect(Path(out) / "cells", units(config), sort=["cell", "depth"])
 
 
 def budget_keys(config: SweepConfig) -> dict[str, np.ndarray]:

@@ -313,19 +313,19 @@ def _batch(sessions: int = 2):
     ids=["truncated", "empty", "garbage", "flipped-byte", "npy", "keys-missing", "inconsistent", "missing"],
 )
 def test_a_damaged_qlearn_batch_is_recomputed(tmp_path, spoil):
-    from agentlab.cli.train_qlearn import _load_batch, _save_batch
+    from agentlab.rl.qlearn_training import load_batch, save_batch
 
-    _save_batch(tmp_path, 4, _batch(), 1.5)
-    saved = _load_batch(tmp_path, 4)
+    save_batch(tmp_path, 4, _batch(), 1.5)
+    saved = load_batch(tmp_path, 4)
     assert saved["periods"].tolist() == [100, 101] and float(saved["compute_seconds"]) == 1.5
     spoil(tmp_path / "checkpoints" / "sessions-0000004.npz")
-    assert _load_batch(tmp_path, 4) is None  # the caller computes the batch again and saves it over the damage
+    assert load_batch(tmp_path, 4) is None  # the caller computes the batch again and saves it over the damage
 
 
 def test_an_unreadable_qlearn_batch_path_is_one_line_naming_it(tmp_path):
-    from agentlab.cli.train_qlearn import _load_batch
+    from agentlab.rl.qlearn_training import load_batch
 
     path = tmp_path / "checkpoints" / "sessions-0000000.npz"
     path.mkdir(parents=True)
     with pytest.raises(UsageError, match=str(path)):
-        _load_batch(tmp_path, 0)
+        load_batch(tmp_path, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import orjson
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from agentlab.cli.app import app
+from agentlab.errors import UsageError
 from agentlab.kernels.markets.calvano import benchmarks, calvano_params, payoff_table
 from agentlab.rl.qlearn import (
     QLearnConfig,
@@ -206,10 +208,57 @@ def test_cli_writes_a_run_directory_and_resumes(tmp_path):
     assert refused.exit_code == 2
 
 
+TIMINGS = ("wall_seconds", "compute_seconds", "compile_seconds", "periods_per_second", "sessions_per_second")
+
+
+def test_the_driver_runs_from_python_and_a_resume_computes_only_the_missing_batch(tmp_path, monkeypatch):
+    """`qlearn_training.train` (what the CLI calls) from Python: progress per batch; after a lost batch a resumed
+    run computes that batch only and ends with the uninterrupted run's metrics, impulses and summary."""
+    from agentlab.rl import qlearn, qlearn_training
+
+    config = QLearnConfig(sessions=3, beta=2e-4, converge_periods=2000, max_periods=200_000)
+    out = tmp_path / "run"
+    seen = []
+    summary = qlearn_training.train(config, out, batch=2, threads=1, on_batch=seen.append)
+    assert [(i["sessions"], i["total_sessions"]) for i in seen] == [(2, 3), (3, 3)]
+    assert seen[-1]["mean_delta"] == pytest.approx(summary["mean_delta"])
+    metrics, impulse = (pl.read_parquet(out / name) for name in ("metrics.parquet", "impulse.parquet"))
+    (out / "checkpoints" / "sessions-0000002.npz").unlink()
+    sessions = []
+    real = qlearn.train_numba
+    monkeypatch.setattr(qlearn, "train_numba", lambda c, p, keys: sessions.append(len(keys)) or real(c, p, keys))
+    again = qlearn_training.train(config, out, batch=2, resume=True)
+    assert sessions == [1, 1]  # the one-period compile warm-up, then the lost batch (session 2) alone
+    assert pl.read_parquet(out / "metrics.parquet").drop("wall_seconds").equals(metrics.drop("wall_seconds"))
+    assert pl.read_parquet(out / "impulse.parquet").equals(impulse)
+    assert {k: v for k, v in again.items() if k not in TIMINGS} == {
+        k: v for k, v in summary.items() if k not in TIMINGS
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "cuda"}, "--backend 'cuda'"),
+        ({"threads": -1}, "--threads must be an integer in [0, "),
+        ({"batch": 0}, "--batch must be an integer in [1, "),
+        ({"batch": 2.5}, "--batch must be an integer"),
+    ],
+)
+def test_the_driver_refuses_bad_options_before_writing(tmp_path, options, message):
+    from agentlab.rl import qlearn_training
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        qlearn_training.train(QLearnConfig(sessions=1), tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--sessions", "0"], "--sessions"),
+        (["--batch", "0"], "--batch"),
+        (["--threads", "-1"], "--threads"),
         (["--backend", "cuda"], "--backend"),
         (["--env", "breakout"], "calvano"),
         (["--alpha", "1.5"], "--alpha"),
