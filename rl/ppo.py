@@ -102,7 +102,12 @@ class PPOConfig:
 
     @property
     def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        """Updates of the run: at least `total_steps` environment steps per seed, in whole chunks of
+        `updates_per_chunk` (a chunk shorter than that when the run is), so a run never trains fewer
+        steps than asked; ``num_updates x batch_size`` is what it trains (`steps_per_seed`)."""
+        updates = -(-self.total_steps // self.batch_size)
+        chunk = max(1, min(self.updates_per_chunk, updates))
+        return -(-updates // chunk) * chunk
 
     @property
     def time_limit(self) -> int:
@@ -125,10 +130,6 @@ class PPOConfig:
             MAX_EPISODE_STEPS.check(self.max_episode_steps)
         SEED.check(self.seed)
         SEED.check(self.seed + self.seeds - 1, "seed + seeds - 1")
-        if self.num_updates < 1:
-            raise UsageError(
-                f"total_steps={self.total_steps} is less than one update of num_envs x num_steps = {self.batch_size}"
-            )
         if self.batch_size % self.num_minibatches:
             raise UsageError(
                 f"num_envs x num_steps = {self.batch_size} is not divisible by num_minibatches={self.num_minibatches}"
@@ -490,7 +491,7 @@ class PPO:
         return jax.lax.scan(lambda s, _: self.update(s), state, None, length=self.config.updates_per_chunk)
 
     def train(self, key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """The whole run: `init`, then every update (``num_updates``, rounded down to whole chunks)."""
+        """The whole run: `init`, then every update (``num_updates``, whole chunks)."""
         chunks = self.config.num_updates // self.config.updates_per_chunk
         state, metrics = jax.lax.scan(lambda s, _: self.chunk(s), self.init(key), None, length=chunks)
         return state, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), metrics)

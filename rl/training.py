@@ -108,7 +108,7 @@ def _train(
     compiled = chunk.lower(state).compile()
     compile_seconds = compile_offset + time.perf_counter() - compile_start
 
-    total_updates = (config.num_updates // config.updates_per_chunk) * config.updates_per_chunk
+    total_updates = config.num_updates  # whole chunks, at least the steps asked for
     run_seconds = 0.0
     update = int(np.asarray(state.update)[0])
     while update < total_updates:
@@ -242,6 +242,7 @@ def summarise(frame, config: PPOConfig, compile_seconds: float, run_seconds: flo
         "stochasticity": config.stochasticity,
         "seeds": config.seeds,
         "steps_per_seed": steps,
+        "steps_requested_per_seed": config.total_steps,  # --steps; training runs whole chunks, at least this many
         "mean_return": float(np.mean(returns)) if returns else None,
         "std_return": float(np.std(returns)) if returns else None,
         "returns_by_seed": returns,

@@ -121,8 +121,21 @@ def test_config_validation_names_the_bad_field():
         PPOConfig(num_envs=6, num_steps=5, num_minibatches=4).validate()
     with pytest.raises(UsageError, match="unknown kernel 'pong'"):
         PPOConfig(env="pong").validate()
-    with pytest.raises(UsageError, match="less than one update"):
-        PPOConfig(total_steps=10).validate()
+    with pytest.raises(UsageError, match="total_steps .* must be an integer in"):
+        PPOConfig(total_steps=10**13).validate()
+
+
+@pytest.mark.parametrize(
+    ("total_steps", "chunk", "expected"),
+    [(1, 8, 1), (8 * 16, 8, 1), (8 * 16 + 1, 8, 2), (250_000, 8, 1960), (5 * 128, 2, 6)],
+)
+def test_steps_are_at_least_what_was_asked_in_whole_chunks(total_steps, chunk, expected):
+    """--steps means at least the steps asked for: ceil(steps / batch) updates, rounded up to whole chunks
+    (a chunk of the whole run when it is shorter than one)."""
+    config = PPOConfig(env="catch", total_steps=total_steps, num_envs=8, num_steps=16, updates_per_chunk=chunk)
+    assert config.num_updates == expected
+    assert config.num_updates * config.batch_size >= total_steps
+    assert config.num_updates % min(chunk, -(-total_steps // 128)) == 0
     with pytest.raises(UsageError, match=r"shared_layers must lie in \[0, 2\]"):
         PPOConfig(shared_layers=3).validate()
 
