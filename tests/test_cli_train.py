@@ -82,12 +82,19 @@ def test_eval_writes_the_robustness_matrix(trained):
     assert result.exit_code == 0, result.stderr
     frame = pl.read_parquet(out / "eval" / "robustness.parquet")
     assert frame.height == 2  # one profile (catch has no taxonomy) x two seeds
+    assert json.loads((out / "eval" / "config.json").read_text())["config"]["grid_name"] == "stori"
+    matrix = pl.read_parquet(out / "eval" / "matrix.parquet")
+    assert matrix["episodes"].to_list() == [8] and matrix["normalised_return"].to_list() in ([1.0], [None])
     assert set(frame["tested_under"]) == {"plain"} and (frame["mean_return"].abs() <= 1).all()
     assert Image.open(out / "eval" / "plots" / "robustness.png").size[0] > 50
 
 
+def drift_key(spec: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in spec).strip("_")
+
+
 @pytest.mark.slow
-def test_eval_of_an_atari_run_covers_the_default_grid(tmp_path):
+def test_eval_of_an_atari_run_writes_intervals_normalised_returns_and_drift_counts(tmp_path):
     config = tmp_path / "small.toml"
     config.write_text(SMALL)
     out = tmp_path / "run"
@@ -108,11 +115,27 @@ def test_eval_of_an_atari_run_covers_the_default_grid(tmp_path):
     )
     assert trained.exit_code == 0, trained.stderr
     grid = tmp_path / "grid.txt"
-    grid.write_text("# two profiles\nplain\nmask:kind=blackout,region=all,p=1\n")
-    result = invoke("eval", str(out), "--stochasticity-grid", str(grid), "--episodes", "3", "--quiet")
+    drift = "drift:mode=sudden,at=5,to=(mask:kind=blackout,region=all,p=1)"
+    grid.write_text(f"# three profiles\nplain\nmask:kind=blackout,region=all,p=1\n{drift}\n")
+    result = invoke("eval", str(out), "--grid", str(grid), "--episodes", "3", "--json")
     assert result.exit_code == 0, result.stderr
     frame = pl.read_parquet(out / "eval" / "robustness.parquet")
-    assert frame["tested_under"].to_list() == ["plain", "mask:kind=blackout,region=all,p=1"]
+    assert frame["tested_under"].to_list() == ["plain", "mask:kind=blackout,region=all,p=1", drift]
+    matrix = pl.read_parquet(out / "eval" / "matrix.parquet")
+    plain = matrix["mean_return"][0]
+    assert matrix["normalised_return"].to_list() == (
+        [m / plain for m in matrix["mean_return"]] if plain else [None] * 3
+    )
+    assert matrix["drift_fired_episodes"].to_list() == [None, None, frame["drift_fired_episodes"][2]]
+    assert (matrix["ci95_low_return"] <= matrix["mean_return"]).all()
+    assert (matrix["mean_return"] <= matrix["ci95_high_return"]).all()
+    summary = json.loads(result.stdout)
+    assert summary["grid"] == "file" and summary["confidence"] == 0.95
+    assert f"drift_fired_episodes_run_{drift_key(drift)}" in summary and "ci95_high_return_run_plain" in summary
+    assert json.loads((out / "eval" / "config.json").read_text())["config"]["grid_name"] == "file"
+    assert "±" in result.stderr and "fired" in result.stderr
+    for plot in ("robustness.png", "robustness_normalised.png"):
+        assert Image.open(out / "eval" / "plots" / plot).size[0] > 50
     assert set(frame["trained_under"]) == {"action:p=0.3"}
 
 

@@ -1,5 +1,6 @@
 """`agentlab eval` and `agentlab render` at their edges: run labels, the trained step, bad input (one line,
-exit code 2, nothing written) and the stochasticity grammar's messages."""
+exit code 2, nothing written) and the stochasticity grammar's messages; the robustness matrix's grids,
+common random numbers, intervals, normalised returns and drift counts (`agentlab.rl.evaluate`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ import json
 import os
 import shutil
 
+import jax
+import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from agentlab import limits
 from agentlab.cli.app import app
 from agentlab.errors import UsageError
 from agentlab.kernels.stochasticity import parse_spec
+from agentlab.rl import evaluate as ev
+from agentlab.rl.ppo import PPO, PPOConfig, seed_keys
 
 runner = CliRunner()
-# One update is 8 x 16 = 128 steps; chunks of 2 updates. 5 updates asked, 2 whole chunks trained: 512 steps.
+# One update is 8 x 16 = 128 steps; chunks of 2 updates. 5 updates asked, 3 whole chunks trained: 768 steps.
 SMALL = "num_envs = 8\nnum_steps = 16\nnum_minibatches = 2\nupdates_per_chunk = 2\nhidden = [16, 16]\n"
-ASKED, TRAINED = 8 * 16 * 5, 8 * 16 * 4
+ASKED, TRAINED = 8 * 16 * 5, 8 * 16 * 6
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # permissions do not stop root
 
 
@@ -130,11 +136,11 @@ RUN = "a/run"
         ([RUN, "--episodes", "-3"], "--episodes must be"),
         ([RUN, "--stochasticity-grid", "bad/grid-dir"], "bad/grid-dir is a directory"),
         ([RUN, "--stochasticity-grid", "bad/binary.txt"], "bad/binary.txt is not a text file"),
-        ([RUN, "--stochasticity-grid", "bad/empty.txt"], "bad/empty.txt lists no profiles"),
+        ([RUN, "--grid", "bad/empty.txt"], "bad/empty.txt lists no profiles"),
         ([RUN, "--stochasticity-grid", "bad/comments.txt"], "bad/comments.txt lists no profiles"),
-        ([RUN, "--stochasticity-grid", "bad/malformed.txt"], "bad/malformed.txt line 3: unknown mask kind 'fog'"),
+        ([RUN, "--grid", "bad/malformed.txt"], "bad/malformed.txt line 3: unknown mask kind 'fog'"),
         ([RUN, "--stochasticity-grid", "bad/repeated.txt"], "bad/repeated.txt line 2: 'plain' repeats line 1"),
-        ([RUN, "--stochasticity-grid", "bad/missing.txt"], "bad/missing.txt: no such file"),
+        ([RUN, "--grid", "bad/missing.txt"], "bad/missing.txt: no such file"),
         pytest.param(
             [RUN, "--stochasticity-grid", "bad/unreadable.txt"],
             "bad/unreadable.txt: permission denied",
@@ -246,3 +252,121 @@ def test_grammar_messages_name_the_real_problem(text, message):
     with pytest.raises(UsageError) as info:
         parse_spec(text)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# The robustness matrix: grids, common random numbers, intervals, normalised returns, drift counts
+
+
+def test_the_default_grid_for_breakout_is_storis_paper_profiles():
+    stori = [
+        "plain",  # type 3.1
+        "action:p=0.3",  # type 1
+        "event:mode=cancel_zero,p=0.25",  # type 2.1, STORI's Breakout mode 2
+        "drift:mode=sudden,at=300,to=(mask:kind=blackout,region=all,p=1)",  # type 2.2
+        "mask:kind=blackout,region=bricks,p=1",  # type 3.2
+        "mask:kind=crop,region=left,p=0.75",
+        "mask:kind=torch,radius=3,centre=random,p=1",
+    ]
+    assert ev.stori_grid("breakout") == stori
+    assert ev.named_grid("stori", "breakout") == ev.named_grid("default", "breakout") == stori
+    assert "sticky:p=0.25" in ev.named_grid("extended", "breakout")
+    assert "event:mode=regenerate,p=0.25" in ev.extended_grid("breakout")
+    assert ev.stori_grid("catch") == ev.extended_grid("catch") == ["plain"]
+    for game in ("asterix", "freeway", "space_invaders", "seaquest"):  # every game's choices are valid profiles
+        for spec in ev.stori_grid(game):
+            make_env_for(game, spec)
+
+
+def make_env_for(game: str, spec: str):
+    return ev.make_eval_env(PPOConfig(env=game, hidden=(16, 16)), spec)
+
+
+def test_pooled_interval_equals_numpy_on_the_concatenated_episodes():
+    rng = np.random.default_rng(5)
+    seeds = [rng.normal(loc, 2.0, size=n) for loc, n in ((1.0, 7), (3.0, 12), (2.5, 5))]
+    mean, low, high = ev.pooled_interval([len(r) for r in seeds], [r.mean() for r in seeds], [r.std() for r in seeds])
+    pooled = np.concatenate(seeds)
+    half = stats.t.ppf(0.975, pooled.size - 1) * pooled.std(ddof=1) / np.sqrt(pooled.size)
+    assert mean == pytest.approx(pooled.mean(), rel=1e-12)
+    assert (low, high) == pytest.approx((pooled.mean() - half, pooled.mean() + half), rel=1e-12)
+    one = ev.t_interval(1, 4.0, float("nan"))
+    assert np.isnan(one).all()  # one episode: no interval
+    assert ev.t_interval(2, 0.0, 1.0) == pytest.approx((-12.706204736 / 2**0.5, 12.706204736 / 2**0.5))
+
+
+def test_normalised_returns_are_cell_over_plain():
+    rows = [
+        {"run": r, "label": r, "trained_under": "plain", "tested_under": spec, "episodes": 4, "mean_return": m,
+         "std_return": 1.0, "drift_fired_episodes": None}
+        for r, values in (("a", (8.0, 2.0, 4.0)), ("b", (0.0, 1.0, 0.0)))
+        for spec, m in zip(("plain", "action:p=0.3", "mask:kind=crop,region=left,p=0.75"), values)
+    ]  # fmt: skip
+    matrix = ev.cell_statistics(pl.DataFrame(rows))
+    assert matrix.filter(pl.col("label") == "a")["normalised_return"].to_list() == [1.0, 0.25, 0.5]
+    assert matrix.filter(pl.col("label") == "b")["normalised_return"].to_list() == [None] * 3  # plain return 0
+    _, values = ev.matrix_values(matrix, ["action:p=0.3", "plain"], "normalised_return")
+    assert values[0].tolist() == [0.25, 1.0] and np.isnan(values[1]).all()
+
+
+EPISODES, EVAL_SEED, LIMIT = 12, 3, 40
+
+
+@pytest.fixture(scope="module")
+def breakout_policy():
+    """An untrained two-seed Breakout policy (the rollouts, not the policy, are under test) with a short
+    time limit, and the plain column's episodes rolled out directly with the documented keys."""
+    config = PPOConfig(env="breakout", hidden=(16, 16), seeds=2, max_episode_steps=LIMIT)
+    learner = PPO(config)
+    params = learner.init_seeds(seed_keys(config)).params
+    keys = ev.episode_keys(EVAL_SEED, 2)
+    assert keys.tolist() == [jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), s).tolist() for s in range(2)]
+    plain = jax.device_get(jax.vmap(ev.make_episodes(learner, "plain", EPISODES))(params, keys))
+    return learner, params, keys, plain
+
+
+def test_every_column_plays_the_same_episodes(breakout_policy):
+    learner, params, keys, (plain_returns, plain_lengths) = breakout_policy
+    assert 0 < plain_lengths.min() and plain_lengths.max() <= LIMIT
+    at = int(np.median(plain_lengths))  # some episodes reach the drift, some do not
+    drift = f"drift:mode=sudden,at={at},to=(mask:kind=blackout,region=all,p=1)"
+    grid = ["plain", "action:p=0.3", "action", drift]  # "action" is action:p=0.3 spelled with its default
+    rows = list(ev.evaluate(learner, params, grid, EPISODES, seed=EVAL_SEED))
+    by = {(r["tested_under"], r["seed_index"]): r for r in rows}
+    for s in range(2):
+        plain = by["plain", s]  # the plain column = the direct rollout with episode_keys(seed, seeds)
+        r = np.asarray(plain_returns[s], np.float64)
+        assert plain["mean_return"] == pytest.approx(r.mean()) and plain["std_return"] == pytest.approx(r.std())
+        half = stats.t.ppf(0.975, EPISODES - 1) * r.std(ddof=1) / np.sqrt(EPISODES)
+        assert (plain["ci95_low_return"], plain["ci95_high_return"]) == pytest.approx(
+            (r.mean() - half, r.mean() + half)
+        )
+        assert plain["mean_length"] == pytest.approx(plain_lengths[s].mean()) and plain["drift_fired_episodes"] is None
+        assert by["action:p=0.3", s] | {"tested_under": "action"} == by["action", s]  # two spellings, same episodes
+    returns, lengths = jax.device_get(jax.vmap(ev.make_episodes(learner, "action", EPISODES))(params, keys))
+    again, again_lengths = jax.device_get(jax.vmap(ev.make_episodes(learner, "action:p=0.3", EPISODES))(params, keys))
+    assert np.array_equal(returns, again) and np.array_equal(lengths, again_lengths)
+    assert not np.array_equal(lengths, plain_lengths)  # action noise does change the episodes
+    # The drift fires in the episodes that lived past step `at`; under common keys its column agrees with
+    # the plain one until then, so the count is the plain column's own.
+    fired = [int(np.sum(plain_lengths[s] > at)) for s in range(2)]
+    assert 0 < sum(fired) < 2 * EPISODES
+    assert [by[drift, s]["drift_fired_episodes"] for s in range(2)] == fired
+    assert [by[drift, s]["drift_at"] for s in range(2)] == [at, at]
+    _, drift_lengths = jax.device_get(jax.vmap(ev.make_episodes(learner, drift, EPISODES))(params, keys))
+    assert np.array_equal(np.minimum(drift_lengths, at + 1), np.minimum(plain_lengths, at + 1))
+
+
+def test_evaluate_runs_is_a_library_call_with_progress_and_resume(runs, tmp_path):
+    calls = []
+    out = tmp_path / "lib"
+    summary = ev.evaluate_runs([runs / "a" / "run"], "default", 2, 0, False, out, on_cell=lambda *a: calls.append(a))
+    assert calls == [(0, 1, ("run", "plain")), (1, 1, None)]
+    assert summary["grid"] == "stori" and summary == json.loads((out / "summary.json").read_text())
+    assert json.loads((out / "config.json").read_text())["config"]["grid_name"] == "stori"
+    calls.clear()
+    again = ev.evaluate_runs(
+        [runs / "a" / "run"], "stori", 2, 0, False, out, resume=True, on_cell=lambda *a: calls.append(a)
+    )
+    assert calls == [(1, 1, None)]  # nothing recomputed
+    assert again["mean_return_run_plain"] == summary["mean_return_run_plain"]
