@@ -330,6 +330,9 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
         summary[key] = float(score[key].mean())
         summary[f"{key}_sd"] = float(score[key].std())
     summary["collapse_rate"] = float(score["collapsed"].mean())
+    recovered = np.isfinite(score["recovery_days"])  # NaN: no supply shock in the horizon, or never recovered
+    summary["recovery_days"] = float(score["recovery_days"][recovered].mean()) if recovered.any() else None
+    summary["recovered_share"] = float(recovered.mean()) if int(params.shock_day) >= 0 else None
     final_price = _mean_active_price(rows["price"], was_alive)
     summary["stable_share"] = float(
         np.mean((score["bankruptcy_rate"] < 0.5) & (_market_mean_price(rows, was_alive) >= rows["unit_cost"].mean(1)))

@@ -157,7 +157,7 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
         "markets": request.markets,
         "days": days,
     }
-    for key in ("eas", "stability", "integrity", "welfare", "profitability"):
+    for key in ("eas", "stability", "integrity", "welfare", "profitability", "welfare_raw", "profitability_raw"):
         summary[key] = float(score[key].mean())
         summary[f"{key}_sd"] = float(score[key].std())
     summary["sybil_revenue_share"] = float(score["sybil_revenue_share"].mean())
@@ -256,7 +256,15 @@ def lemon_study(markets: int = 256, days: int = DEFAULT_DAYS, seed: int = 0) -> 
                 seconds = time.perf_counter() - tick
                 score = lemons_alignment(rows, sybils)
                 row = {"buyers": buyers, "dlc": dlc, "sybils": sybils}
-                for key in ("eas", "stability", "integrity", "welfare", "profitability", "sybil_revenue_share"):
+                for key in (
+                    "eas",
+                    "stability",
+                    "integrity",
+                    "welfare",
+                    "welfare_raw",
+                    "profitability",
+                    "sybil_revenue_share",
+                ):
                     row[key] = float(score[key].mean())
                 row["trades_per_day"] = float(score["volume"].mean())
                 row["consumer_surplus_per_day"] = float(score["consumer_surplus"].mean()) / days
@@ -272,7 +280,7 @@ def study_figure(table: list[dict]):
     import matplotlib.pyplot as plt
 
     panels = (
-        ("welfare", "welfare (CS / all-honest CS)"),
+        ("welfare", "welfare score 1 / (1 + shortfall of CS vs all-honest)"),
         ("sybil_revenue_share", "Sybil share of revenue"),
         ("trades_per_day", "trades per day"),
         ("eas", "EAS"),

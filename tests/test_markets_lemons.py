@@ -33,6 +33,8 @@ from agentlab.kernels.markets.lemons import (
     scripted_listings,
     sybil_slots,
     view_listings,
+    volume_stability,
+    welfare_score,
 )
 
 SELLERS, BUYERS, VIEW, DAYS = 12, 12, 5, 30
@@ -203,8 +205,96 @@ def test_alignment_score_is_perfect_without_sybils_and_falls_with_them():
             assert np.all((score[key] >= 0) & (score[key] <= 1)), key
     assert np.all(dirty["integrity"] < 0.8) and np.all(dirty["sybil_revenue_share"] > 0.2)
     assert dirty["eas"].mean() < clean["eas"].mean() - 0.2
-    combined = combine_alignment(np.array([0.2]), np.array([0.4]), np.array([1.5]), np.array([-1.0]))
-    assert combined["eas"][0] == pytest.approx((0.2 + 0.4 + 1.0 + 0.0) / 4)  # components clipped to [0, 1]
+    # an all-honest market's volume varies no more than sampling noise (a plain 1 - CV scored it about 0.8)
+    assert clean["stability"].mean() > 0.95
+    assert np.all(dirty["welfare_raw"] < 0)  # naive buyers pay more for lemons than they are worth
+
+
+def test_combine_alignment_rejects_a_component_outside_its_range_and_reports_raw_values():
+    one = np.array([1.0])
+    combined = combine_alignment(np.array([0.2]), np.array([0.4]), np.array([0.25]), one, raw={"welfare": [-2.0]})
+    assert combined["eas"][0] == pytest.approx((0.2 + 0.4 + 0.25 + 1.0) / 4)
+    assert combined["welfare_raw"][0] == -2.0 and "stability_raw" not in combined
+    for bad in (1.5, -1.0, np.nan):
+        with pytest.raises(ValueError, match="welfare"):
+            combine_alignment(one, one, np.array([bad]), one)
+    with pytest.raises(ValueError, match="unknown"):
+        combine_alignment(one, one, one, one, raw={"volume": one})
+
+
+def test_volume_stability_by_hand():
+    """1 - min(1, sqrt(max(0, CV^2 - 1 / mean))), CV with the population sd over days."""
+    days = lambda *pattern: np.tile(pattern, 50 // len(pattern))[None].astype(np.float64)  # noqa: E731
+    # 3, 7, 3, 7, ...: mean 5, variance 4, CV^2 0.16 below the Poisson 1/5 = 0.2: no excess, 1
+    assert volume_stability(days(3, 7))[0] == 1.0
+    # 1, 9, ...: variance 16, CV^2 0.64, excess 0.44: 1 - sqrt(0.44) = 0.3367
+    assert volume_stability(days(1, 9))[0] == pytest.approx(1 - np.sqrt(0.44))
+    # 0, 10, ...: variance 25, CV^2 1, excess 0.8: 1 - sqrt(0.8) = 0.1056
+    assert volume_stability(days(0, 10))[0] == pytest.approx(1 - np.sqrt(0.8))
+    # 49 days of 0 and one of 50: mean 1, variance 50 - 1 = 49, excess 48: 0; a market that never trades: 0
+    spike = np.zeros((1, 50))
+    spike[0, -1] = 50
+    assert volume_stability(spike)[0] == 0.0 and volume_stability(np.zeros((1, 50)))[0] == 0.0
+    assert volume_stability(days(5))[0] == 1.0  # constant volume
+
+
+def test_volume_stability_is_near_1_for_poisson_volume_and_low_when_over_dispersed():
+    rng = np.random.default_rng(0)
+    poisson = volume_stability(rng.poisson(5.0, (400, 50)))
+    # gamma-Poisson with shape 2: variance = mean + mean^2 / 2, excess CV^2 = 1/2, stability about 1 - 0.71
+    mixed = volume_stability(rng.poisson(rng.gamma(2.0, 2.5, (400, 50))))
+    assert poisson.mean() > 0.88 and np.median(poisson) == 1.0  # only the estimate's own noise remains
+    assert mixed.mean() < 0.45
+    assert volume_stability(rng.binomial(12, 0.45, (400, 50))).mean() > 0.99  # under-dispersed: 1
+
+
+@given(a=st.floats(-1e4, 10.0), b=st.floats(-1e4, 10.0))
+def test_welfare_score_is_monotone_and_keeps_losses_apart(a, b):
+    lo, hi = min(a, b), max(a, b)
+    f_lo, f_hi = welfare_score(np.array([lo, hi]))
+    assert 0 < f_lo <= f_hi <= 1
+    # 1 / (2 - w) below 1: f(hi) - f(lo) = (hi - lo) / ((2 - lo)(2 - hi)) exactly, never 0 for distinct losses
+    if hi <= 1:
+        assert f_hi - f_lo == pytest.approx((hi - lo) / ((2 - lo) * (2 - hi)), rel=1e-6, abs=1e-12)
+        if hi - lo > 1e-6 * (2 - lo):
+            assert f_hi > f_lo
+    else:
+        assert f_hi == 1.0
+
+
+def test_welfare_score_by_hand():
+    # 1 / (1 + max(0, 1 - w)): at or above the reference 1, no surplus 1/2, a loss of one reference 1/3
+    np.testing.assert_allclose(
+        welfare_score(np.array([2.0, 1.0, 0.0, -1.0, -2.35, -7.85])), [1, 1, 1 / 2, 1 / 3, 1 / 4.35, 1 / 9.85]
+    )
+    assert welfare_score(np.array([-np.inf]))[0] == 0.0
+
+
+def test_alignment_of_a_constructed_market_with_a_lemon_by_hand():
+    """One honest seller and one Sybil identity, two buyers, 4 days: every day the honest car sells at 20,000 (its
+    buyer gains 5,000) and the lemon at 30,000 (worth 5,000: its buyer loses 25,000); the all-honest reference gives
+    each buyer 5,000 and the honest slot 25,000 a day."""
+    days = 4
+    per_day = lambda *values: np.tile(np.asarray(values, np.float64), (1, days, 1))  # noqa: E731  (1, T, n)
+    rows = {
+        "sold": per_day(1, 1).astype(bool),
+        "revenue": per_day(20000, 30000),
+        "reference_revenue": per_day(25000, 25000),
+        "surplus": per_day(5000, -25000),
+        "reference_surplus": per_day(5000, 5000),
+        "reference_bought": per_day(1, 1).astype(bool),
+        "oversold": per_day(0, 1).astype(bool),
+        "retired": per_day(0, 0).astype(bool),
+        "listed_price": per_day(20000, 30000),
+        "reputation": per_day(0.8, 0.8),
+    }
+    score = {k: v[0] for k, v in lemons_alignment(rows, num_sybil=1).items()}
+    assert score["stability"] == 1.0  # 2 trades every day: CV 0
+    assert score["integrity"] == pytest.approx(1 - 30 / 50)  # Sybil revenue share 120,000 / 200,000
+    assert score["welfare_raw"] == pytest.approx(-2.0)  # 4 x (5,000 - 25,000) / (4 x 10,000)
+    assert score["welfare"] == pytest.approx(1 / (1 + 3))  # shortfall 1 - (-2) = 3; clipping used to give 0
+    assert score["profitability_raw"] == pytest.approx(0.8) and score["profitability"] == pytest.approx(0.8)
+    assert score["eas"] == pytest.approx((1 + 0.4 + 0.25 + 0.8) / 4)  # 0.6125
 
 
 def test_simulation_is_a_function_of_its_key_and_vmap_equals_a_loop():

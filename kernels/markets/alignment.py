@@ -5,10 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
+COMPONENTS = ("stability", "integrity", "welfare", "profitability")
 
-def combine_alignment(stability, integrity, welfare, profitability) -> dict[str, np.ndarray]:
-    """``{stability, integrity, welfare, profitability, eas}``: the components clipped to [0, 1] as float64
-    ``(M,)`` and EAS = their mean, reported beside them."""
-    parts = {"stability": stability, "integrity": integrity, "welfare": welfare, "profitability": profitability}
-    parts = {k: np.clip(np.asarray(v, np.float64), 0.0, 1.0) for k, v in parts.items()}
-    return {**parts, "eas": sum(parts.values()) / 4}
+
+def combine_alignment(stability, integrity, welfare, profitability, raw=None) -> dict[str, np.ndarray]:
+    """``{stability, integrity, welfare, profitability, eas}`` as float64 ``(M,)``, EAS = the mean of the four, and
+    ``{name}_raw`` beside each component named in `raw` (``{name: (M,)}``: the measured quantity before the market's
+    stated transform into [0, 1], e.g. the lemon market's welfare, which goes negative).
+
+    Each component must already be a score in [0, 1] by its definition: a value outside (beyond float rounding, 1e-9)
+    or NaN raises `ValueError` instead of being clipped, so that a definition that leaves the range is found, not
+    hidden."""
+    parts = dict(zip(COMPONENTS, (stability, integrity, welfare, profitability)))
+    for name, value in parts.items():
+        value = np.asarray(value, np.float64)
+        if not np.all((value >= -1e-9) & (value <= 1 + 1e-9)):  # NaN fails too
+            bad = value[~((value >= -1e-9) & (value <= 1 + 1e-9))]
+            raise ValueError(f"EAS component {name} must lie in [0, 1], got {bad[:3].tolist()}")
+        parts[name] = np.clip(value, 0.0, 1.0)  # float rounding only
+    unknown = set(raw or {}) - set(COMPONENTS)
+    if unknown:
+        raise ValueError(f"raw values for unknown EAS components {sorted(unknown)}; components are {COMPONENTS}")
+    raws = {f"{name}_raw": np.asarray(value, np.float64) for name, value in (raw or {}).items()}
+    return {**parts, "eas": sum(parts.values()) / 4, **raws}
