@@ -1,26 +1,49 @@
 """grid-curtailment: throughput benchmark and the solver-versus-bounded study.
 
-    python -m agentlab.bench.grid bench --events 4096 --rounds 6
-    python -m agentlab.bench.grid study --out docs/grid
+    agentlab bench grid --events 4096 --rounds 6
+    agentlab bench grid-study --out runs/grid-study
 
-`bench`: participant-rounds per second of the kernel's `step` (auto-reset on, uniformly random actions) over
-`events` parallel events, compile time excluded, blocking on results; each event-round counts `num_agents`
-participant-rounds. `study`: outcome rates of every policy family on a grid of deadlines x shortfall sizes
-(`study.parquet`, `study.md`, `study.png` in `--out`).
+`throughput`: participant-rounds per second of the kernel's `step` (auto-reset on, uniformly random actions) over
+`events` parallel events, compile time excluded, blocking on results, best of `repeats` timed calls; each
+event-round counts `num_agents` participant-rounds. `study`: outcome rates of every policy family on a grid of
+deadlines x shortfall sizes (`study_markdown` and `study_figure` render it).
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
+import math
+
+from agentlab import timing
+from agentlab.limits import Bound
 
 DEADLINES = (1, 2, 3, 4, 6, 8)
 SHORTFALLS = (0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 MIXES = ("solver:5", "bounded:5", "sampler:5", "prorata:5", "solver:2,bounded:3", "bounded:3,solver:2")
 
 
-def bench(events: int, rounds: int, repeats: int = 3) -> dict:
+# The numeric inputs of `throughput` and `study` (the command line checks its flags through them).
+BOUNDS = {
+    "events": Bound("--events", int, low=1, high=2**24, unit="parallel events"),
+    "rounds": Bound("--rounds", int, low=1, high=10_000, unit="rounds per event per timed call"),
+    "repeats": Bound("--repeats", int, low=1, high=10_000, unit="timed calls (best reported)"),
+    "seed": Bound("--seed", int, low=0, high=2**31 - 1),
+}
+
+
+def event_bytes() -> int:
+    """Bytes of one event's state (shapes from `jax.eval_shape`, nothing allocated)."""
+    import jax
+
+    from agentlab.kernels import make
+
+    env, params = make("grid-curtailment")
+    shapes = jax.eval_shape(env.reset, jax.random.key(0), params)
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
+def throughput(events: int, rounds: int, repeats: int = 3) -> dict:
+    """Participant-rounds per second of `events` events x `rounds` rounds (best of `repeats` timed calls after
+    a warm-up), with the compile seconds and the device."""
     import jax
 
     from agentlab.kernels import make
@@ -37,18 +60,11 @@ def bench(events: int, rounds: int, repeats: int = 3) -> dict:
         return jax.lax.scan(body, state, jax.random.split(keys, rounds))
 
     reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
-    batched = jax.jit(jax.vmap(run))
     keys = jax.random.split(jax.random.key(0), events)
     _, state = reset(keys, params)
-    tick = time.perf_counter()
-    compiled = batched.lower(keys, state).compile()
-    compile_seconds = time.perf_counter() - tick
-    jax.block_until_ready(compiled(keys, state))
-    best = float("inf")
-    for _ in range(repeats):
-        tick = time.perf_counter()
-        jax.block_until_ready(compiled(keys, state))
-        best = min(best, time.perf_counter() - tick)
+    compiled, compile_seconds = timing.compile_only(jax.vmap(run), keys, state)
+    times = timing.time_interleaved({"grid": compiled}, lambda name, r: (keys, state), repeats)
+    best = min(times["grid"])
     rounds_total = events * rounds
     return {
         "events": events,
@@ -63,13 +79,12 @@ def bench(events: int, rounds: int, repeats: int = 3) -> dict:
     }
 
 
-def study(out: Path, events: int = 512, seed: int = 0) -> None:
+def study(events: int = 512, seed: int = 0, on_cell=None):
+    """Outcome rates (`agentlab.kernels.grid.metrics.aggregate`) of every mix in `MIXES` on every deadline x
+    shortfall: a polars DataFrame with a row per (policies, deadline, shortfall). `on_cell()` is called after
+    each cell (progress)."""
     import jax
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     import polars as pl
 
@@ -90,9 +105,15 @@ def study(out: Path, events: int = 512, seed: int = 0) -> None:
                 metrics, _ = fn(jax.random.key(seed), params, ids, PolicyParams())
                 agg = aggregate(jax.tree.map(np.asarray, metrics))
                 rows.append({"policies": mix, "deadline": deadline, "shortfall": shortfall, **agg})
-    frame = pl.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(out / "study.parquet")
+                if on_cell is not None:
+                    on_cell()
+    return pl.DataFrame(rows)
+
+
+def study_markdown(frame) -> str:
+    """The study's tables (compromise, authority and automatic rates: policies x deadline by shortfall)."""
+    import polars as pl
+
     lines = []
     for value in ("compromise_rate", "authority_rate", "automatic_rate"):
         lines.append(f"\n{value} (rows: policies x deadline, columns: shortfall / demand)\n")
@@ -102,7 +123,18 @@ def study(out: Path, events: int = 512, seed: int = 0) -> None:
             for deadline in DEADLINES:
                 sub = frame.filter((pl.col("policies") == mix) & (pl.col("deadline") == deadline)).sort("shortfall")
                 lines.append(f"| {mix} | {deadline} | " + " | ".join(f"{v:.2f}" for v in sub[value]) + " |")
-    (out / "study.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def study_figure(frame):
+    """The compromise rate of each mix as a deadline x shortfall heat map (a matplotlib figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import polars as pl
+
     fig, axes = plt.subplots(1, len(MIXES), figsize=(3.2 * len(MIXES), 3.2), sharey=True)
     for ax, mix in zip(axes, MIXES):
         grid = np.array(
@@ -120,26 +152,4 @@ def study(out: Path, events: int = 512, seed: int = 0) -> None:
         ax.set_xlabel("shortfall / demand")
     axes[0].set_ylabel("deadline (rounds)")
     fig.colorbar(image, ax=axes, label="compromise rate")
-    fig.savefig(out / "study.png", dpi=110, bbox_inches="tight")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    b = sub.add_parser("bench")
-    b.add_argument("--events", type=int, default=4096)
-    b.add_argument("--rounds", type=int, default=6)
-    s = sub.add_parser("study")
-    s.add_argument("--out", type=Path, default=Path("docs/grid"))
-    s.add_argument("--events", type=int, default=512)
-    args = parser.parse_args()
-    if args.what == "bench":
-        import orjson
-
-        print(orjson.dumps(bench(args.events, args.rounds), option=orjson.OPT_INDENT_2).decode())
-    else:
-        study(args.out, args.events)
-
-
-if __name__ == "__main__":
-    main()
+    return fig

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from agentlab import timing
 from agentlab.errors import UsageError
 
 GYMNAX_IDS = {
@@ -120,28 +120,23 @@ class Prepared:
 
 
 def prepare(kernel: Kernel, batch_size: int, steps: int, seed: int = 0) -> Prepared:
-    """Compile (timed separately) and warm up one measurement."""
+    """Compile one measurement (timed separately, `agentlab.timing.compile_only`)."""
     init, run = build(kernel, batch_size, steps)
     key = jax.random.key(seed)
     carry = jax.block_until_ready(jax.jit(init)(key))
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(carry, key).compile()
-    compile_seconds = time.perf_counter() - start
-    jax.block_until_ready(compiled(carry, key))  # warm-up
+    compiled, compile_seconds = timing.compile_only(run, carry, key)
     return Prepared(compiled, carry, key, batch_size * steps, compile_seconds)
 
 
 def time_interleaved(prepared: dict[Any, Prepared], repeats: int) -> dict[Any, dict[str, float]]:
-    """Time every prepared measurement `repeats` times, round-robin, so that a machine that speeds up
-    or slows down affects all of them alike. Returns compile seconds, median and best seconds per
-    call, and steps per second (median) for each."""
-    times: dict[Any, list[float]] = {name: [] for name in prepared}
-    for r in range(repeats):
-        for name, p in prepared.items():
-            key = jax.random.fold_in(p.key, r + 1)
-            start = time.perf_counter()
-            jax.block_until_ready(p.compiled(p.carry, key))
-            times[name].append(time.perf_counter() - start)
+    """Warm up, then time every prepared measurement `repeats` times, round-robin
+    (`agentlab.timing.time_interleaved`), each round with a fresh key. Returns compile seconds, median and
+    best seconds per call, and steps per second (median) for each."""
+    times = timing.time_interleaved(
+        {name: p.compiled for name, p in prepared.items()},
+        lambda name, r: (prepared[name].carry, jax.random.fold_in(prepared[name].key, r)),
+        repeats,
+    )
     out = {}
     for name, p in prepared.items():
         median = statistics.median(times[name])

@@ -1,7 +1,7 @@
 """PPO training throughput and return: agentlab beside PureJaxRL, in one process.
 
-    python -m agentlab.bench.ppo --seeds 4 --out runs/bench-ppo                       # agentlab only
-    python -m agentlab.bench.ppo --purejaxrl PATH/TO/purejaxrl --seeds 4 --out ...    # side by side
+    agentlab bench ppo --seeds 4 --out runs/bench-ppo                       # agentlab only
+    agentlab bench ppo --purejaxrl PATH/TO/purejaxrl --seeds 4 --out ...    # side by side
 
 PureJaxRL is not a dependency: point ``--purejaxrl`` at a checkout of github.com/luchris429/purejaxrl
 (its ``purejaxrl/ppo.py`` needs gymnax and distrax). Three learners per seed, round-robin so that a
@@ -11,8 +11,8 @@ machine that speeds up or slows down affects them alike:
   minibatches, lr 5e-3 annealed, separate relu 64x64 actor and critic, entropy 0.01) on gymnax's
   Breakout-MinAtar for `--steps` steps;
 - ``agentlab-purejaxrl``: agentlab's PPO with exactly those settings (`PUREJAXRL_SETTINGS`) on
-  agentlab's `breakout` with the same 1000-step time limit, for `--steps` steps (goal a: throughput
-  ratio >= 1 and the same return);
+  agentlab's `breakout` (another kernel with `--env`, without `--purejaxrl`) with the same 1000-step
+  time limit, for `--steps` steps (goal a: throughput ratio >= 1 and the same return);
 - ``agentlab-default``: agentlab's default PPO configuration (`PPOConfig()`) on `breakout` for
   `--default-steps` steps (default: its `total_steps`); goal b: mean return >= 27 over the seeds
   in at most 2/3 of PureJaxRL's wall time for `--steps` steps, compile included.
@@ -28,17 +28,19 @@ row per learner and seed goes to ``metrics.parquet``; ``summary.json`` has the r
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import importlib
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from agentlab import compiler
+from agentlab import compiler, limits
+from agentlab.errors import UsageError
 from agentlab.timing import compile_and_run
 
 REFERENCE = {
@@ -86,13 +88,21 @@ PUREJAXRL_SETTINGS = {
 }
 
 
-def run_agentlab(steps: int | None, seed: int, **overrides) -> dict:
-    """One seed of agentlab's PPO on breakout (1000-step time limit); `steps=None`: the config's own."""
-    from agentlab.rl.ppo import PPO, PPOConfig
+def agentlab_config(steps: int | None, seed: int, env: str = "breakout", **overrides):
+    """The `PPOConfig` of one agentlab learner's seed: `env` with a 1000-step time limit; `steps=None`: the
+    config's own `total_steps`."""
+    from agentlab.rl.ppo import PPOConfig
 
     if steps is not None:
         overrides["total_steps"] = steps
-    config = PPOConfig(env="breakout", max_episode_steps=1000, updates_per_chunk=1, **overrides)
+    return PPOConfig(env=env, max_episode_steps=1000, updates_per_chunk=1, **overrides)
+
+
+def run_agentlab(steps: int | None, seed: int, env: str = "breakout", **overrides) -> dict:
+    """One seed of agentlab's PPO on `env` (1000-step time limit); `steps=None`: the config's own."""
+    from agentlab.rl.ppo import PPO
+
+    config = agentlab_config(steps, seed, env, **overrides)
     learner = PPO(config)
     (_, metrics), compile_seconds, run_seconds = compile_and_run(
         lambda k: learner.train(k), jax.random.PRNGKey(seed), compiler_options=compiler.options()
@@ -158,7 +168,8 @@ def run_purejaxrl(
 ) -> dict:
     """One seed of PureJaxRL's PPO on gymnax's Breakout-MinAtar (or, `on_agentlab`, on agentlab's),
     compiled with JAX's default options unless `compiler_options` are given."""
-    sys.path.insert(0, str(path))
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
     module = importlib.import_module("purejaxrl.ppo")
     make = module.gymnax.make
     if on_agentlab:
@@ -219,73 +230,84 @@ def summarise(frame, steps: int, seeds: int) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1_000_000)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument(
-        "--peer-on-agentlab",
-        action="store_true",
-        help="also run PureJaxRL's learner on agentlab's breakout (learner purejaxrl-on-agentlab)",
-    )
-    parser.add_argument(
-        "--peer-with-our-options",
-        action="store_true",
-        help="also run PureJaxRL compiled with agentlab's compiler options (learner purejaxrl-agentlab-xla)",
-    )
-    parser.add_argument(
-        "--default-steps", type=int, default=None, help="steps of the agentlab-default run (default: PPOConfig's)"
-    )
-    parser.add_argument("--purejaxrl", type=Path, default=None, help="a checkout of luchris429/purejaxrl")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
+SEEDS = limits.Bound("--seeds", int, low=1, high=10_000, unit="seeds per learner")
+STEPS = limits.Bound("--steps", int, low=1, high=10**12, unit="environment steps per seed")
 
-    import polars as pl
 
-    from agentlab import rundir
+@dataclasses.dataclass(frozen=True)
+class PPOBench:
+    """What `agentlab bench ppo` runs: `seeds` seeds of each learner, round-robin."""
 
-    record = {**vars(args), "out": str(args.out), "purejaxrl": str(args.purejaxrl)}
-    with rundir.open_run(args.out, "bench ppo", record, force=True) as run_dir:
-        rows = []
-        started = time.perf_counter()
+    steps: int = 1_000_000  # steps of purejaxrl and agentlab-purejaxrl (and the peers' variants)
+    seeds: int = 4
+    default_steps: int | None = None  # steps of agentlab-default; None: PPOConfig's total_steps
+    env: str = "breakout"  # agentlab's kernel for agentlab's learners; the peers need breakout
+    purejaxrl: Path | None = None  # a checkout of luchris429/purejaxrl; None: agentlab's learners only
+    peer_on_agentlab: bool = False  # + purejaxrl-on-agentlab: PureJaxRL's learner on agentlab's breakout
+    peer_with_our_options: bool = False  # + purejaxrl-agentlab-xla: PureJaxRL compiled with agentlab's options
+
+    def validate(self) -> PPOBench:
+        """Raise `UsageError` naming the first bad field; checks both agentlab configs (and their memory) and the
+        PureJaxRL checkout before anything runs; return self."""
+        SEEDS.check(self.seeds)
+        for name in ("steps", "default_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                STEPS.check(value, f"--{name.replace('_', '-')}")
+        agentlab_config(self.steps, 0, self.env, **PUREJAXRL_SETTINGS).validate()
+        agentlab_config(self.default_steps, 0, self.env).validate()
+        if self.purejaxrl is None:
+            if self.peer_on_agentlab or self.peer_with_our_options:
+                raise UsageError("--peer-on-agentlab and --peer-with-our-options need --purejaxrl PATH")
+            return self
+        if self.env != "breakout":
+            raise UsageError(f"--purejaxrl compares on Breakout-MinAtar: use --env breakout, not {self.env!r}")
+        if not (Path(self.purejaxrl) / "purejaxrl" / "ppo.py").is_file():
+            raise UsageError(
+                f"--purejaxrl {self.purejaxrl}: no purejaxrl/ppo.py there (give a checkout of "
+                "github.com/luchris429/purejaxrl)"
+            )
+        return self
+
+    def learners(self) -> list[tuple[str, Callable[[int], dict]]]:
+        """``(name, run(seed) -> result)`` of every learner, in the order each round runs them."""
+        steps, path = self.steps, self.purejaxrl
         learners = [
-            ("agentlab-purejaxrl", lambda s: run_agentlab(args.steps, s, **PUREJAXRL_SETTINGS)),
-            ("agentlab-default", lambda s: run_agentlab(args.default_steps, s)),
+            ("agentlab-purejaxrl", lambda s: run_agentlab(steps, s, self.env, **PUREJAXRL_SETTINGS)),
+            ("agentlab-default", lambda s: run_agentlab(self.default_steps, s, self.env)),
         ]
-        if args.purejaxrl is not None:
-            learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s)))
-            if args.peer_with_our_options:
+        if path is not None:
+            learners.insert(0, ("purejaxrl", lambda s: run_purejaxrl(path, steps, s)))
+            if self.peer_with_our_options:
+                options = compiler.options()
                 learners.insert(
-                    1,
-                    (
-                        "purejaxrl-agentlab-xla",
-                        lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, compiler_options=compiler.options()),
-                    ),
+                    1, ("purejaxrl-agentlab-xla", lambda s: run_purejaxrl(path, steps, s, compiler_options=options))
                 )
-            if args.peer_on_agentlab:
-                learners.append(
-                    ("purejaxrl-on-agentlab", lambda s: run_purejaxrl(args.purejaxrl, args.steps, s, on_agentlab=True))
-                )
-        for seed in range(args.seeds):  # round-robin: machine drift affects every learner alike
-            for name, run in learners:
-                result = run(seed)
-                rows.append(
-                    {
-                        "learner": name,
-                        "seed": seed,
-                        **result,
-                        "wall_seconds": result["compile_seconds"] + result["run_seconds"],
-                        "steps_per_second": result["steps"] / result["run_seconds"],
-                        "elapsed_seconds": time.perf_counter() - started,
-                    }
-                )
-                print(rows[-1], file=sys.stderr, flush=True)
-                rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
-        summary = summarise(pl.DataFrame(rows), args.steps, args.seeds)
-        rundir.write_json(run_dir / "summary.json", summary)
-    print(summary)
-    return summary
+            if self.peer_on_agentlab:
+                learners.append(("purejaxrl-on-agentlab", lambda s: run_purejaxrl(path, steps, s, on_agentlab=True)))
+        return learners
 
 
-if __name__ == "__main__":
-    main()
+def run_bench(bench: PPOBench, on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Every learner for every seed, round-robin (machine drift affects every learner alike): a row per learner
+    and seed (its result, wall and elapsed seconds, steps per second). `on_row(rows)` is called after each row
+    (progress, and writing the rows so far)."""
+    rows: list[dict] = []
+    started = time.perf_counter()
+    learners = bench.learners()
+    for seed in range(bench.seeds):
+        for name, run in learners:
+            result = run(seed)
+            rows.append(
+                {
+                    "learner": name,
+                    "seed": seed,
+                    **result,
+                    "wall_seconds": result["compile_seconds"] + result["run_seconds"],
+                    "steps_per_second": result["steps"] / result["run_seconds"],
+                    "elapsed_seconds": time.perf_counter() - started,
+                }
+            )
+            if on_row is not None:
+                on_row(rows)
+    return rows

@@ -1,11 +1,10 @@
 """Markdown tables from an `agentlab bench kernels` run directory (what bench/README.md shows).
 
-python -m agentlab.bench.report runs/bench-cpu
+agentlab bench report runs/bench-cpu
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 
@@ -48,7 +47,3 @@ def kernel_tables(run_dir: Path) -> str:
                 cells.append(f"{value / base:.2f}" if value and base else "-")
             lines.append(f"| {env} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(kernel_tables(Path(sys.argv[1])))

@@ -10,6 +10,7 @@ import typer
 from agentlab import __version__
 from agentlab.cli import (
     bench,
+    bench_studies,
     calibrate,
     envs,
     render,
@@ -62,6 +63,9 @@ app.add_typer(simulate.app, name="simulate")
 app.command("eval")(eval_command.evaluate)
 app.command("envs")(envs.envs)
 app.command("render")(render.render)
+# `agentlab bench kernels` (cli/bench.py) and the other benchmarks and studies (cli/bench_studies.py).
+for name, command in bench_studies.COMMANDS.items():
+    bench.app.command(name)(command)
 app.add_typer(bench.app, name="bench")
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(calibrate.app, name="calibrate")

@@ -1,4 +1,5 @@
-"""`agentlab bench kernels`: kernel throughput over batch sizes, optionally beside gymnax."""
+"""`agentlab bench kernels`: kernel throughput over batch sizes, optionally beside gymnax (the other `agentlab bench`
+sub-commands are in cli/bench_studies.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ from agentlab.cli.common import (
 )
 from agentlab.limits import Bound
 
-app = typer.Typer(help="Benchmarks: kernel throughput (results and commands in bench/README.md).", no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks and studies (results and commands in bench/README.md): kernels (kernel throughput), ppo "
+    "(PPO beside PureJaxRL), grid and grid-study (grid-curtailment), markets (market-crash), synergy (Monte Carlo "
+    "throughput), report (tables of a kernels run).",
+    no_args_is_help=True,
+)
 
 AUTO_RESET = ("on", "off", "both")
 AUTO_RESET_MODES = {"on": [True], "off": [False], "both": [True, False]}

@@ -1,5 +1,6 @@
-"""`agentlab calibrate synergy DATA` (fit beta, kappa, rho and gamma(m) to agent logs and recommend an organisation)
-and `agentlab calibrate confidence DATA` (calibration metrics and recalibration of agent confidence)."""
+"""`agentlab calibrate synergy DATA` (fit beta, kappa, rho and gamma(m) to agent logs and recommend an organisation),
+`agentlab calibrate confidence DATA` (calibration metrics and recalibration of agent confidence) and
+`agentlab calibrate examples` (regenerate the shipped example data)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from agentlab.cli.common import Force, Json, Out, Quiet, Seed, default_out, fail
 from agentlab.limits import Bound
 
 app = typer.Typer(
-    help="Fit models to agent logs: `agentlab calibrate synergy DATA`, `agentlab calibrate confidence DATA`.",
+    help="Fit models to agent logs: `agentlab calibrate synergy DATA`, `agentlab calibrate confidence DATA`; "
+    "`agentlab calibrate examples` regenerates the shipped example data.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -213,4 +215,42 @@ def confidence(
             f"isotonic {study.isotonic_blocks} blocks; best held-out ECE: {summary['best_method_by_ece']}",
             err=True,
         )
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command("examples")
+@handle_errors
+def examples(
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Regenerate the example data sets shipped in synergy/data/ (homogeneous, agent_level and confidence_example,
+    each a Parquet file with a JSON sidecar of its generator and parameters) into a run directory; summary.json and
+    metrics.parquet say whether each equals the shipped file. Copy them into synergy/data/ to update the package."""
+    import polars as pl
+
+    from agentlab import rundir
+    from agentlab.synergy import examples as ex
+
+    out = Path(out or default_out("calibrate-examples"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "calibrate examples", {"data": str(ex.DATA)}, force=force) as work:
+        written = ex.regenerate(work)
+        rows = [ex.compare_with_shipped(path) for path in written if path.suffix == ".parquet"]
+        rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
+        summary = {
+            "files": [row["file"] for row in rows],
+            "rows": sum(row["rows"] for row in rows),
+            "all_match_shipped": all(row["matches_shipped"] for row in rows),
+            **{f"{Path(row['file']).stem}_matches_shipped": row["matches_shipped"] for row in rows},
+        }
+        rundir.write_json(work / "summary.json", summary)
+    if json:
+        print_json(summary)
+    if not quiet:
+        for row in rows:
+            same = "equals" if row["matches_shipped"] else "DIFFERS from"
+            typer.echo(f"{row['file']}: {row['rows']:,} rows, {same} the shipped file", err=True)
         typer.echo(f"wrote {out}", err=True)

@@ -29,7 +29,6 @@ Definitions (our choices where the literature varies):
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -565,8 +564,3 @@ def write_example(path: Path = EXAMPLE) -> list[Path]:
     config = OverconfidentGenerator()
     meta = {"generator": "agentlab.synergy.confidence.generate_example", "parameters": dataclasses.asdict(config)}
     return [write_parquet(path, generate_example(config)), write_json(path.with_suffix(".json"), meta)]
-
-
-if __name__ == "__main__":  # python -m agentlab.synergy.confidence [PATH]
-    for written in write_example(Path(sys.argv[1]) if len(sys.argv) > 1 else EXAMPLE):
-        print(written)

@@ -1,8 +1,10 @@
 """The two example data sets shipped in ``synergy/data/`` and the generators behind them.
 
-Regenerate with ``python -m agentlab.synergy.examples [FOLDER]`` (default: the package's data folder).
-Each file has a JSON sidecar with its generator, seed and parameters. NumPy's ``default_rng(seed)``
-draws everything, so a file depends only on its seed and parameters.
+Regenerate with ``agentlab calibrate examples --out DIR`` (`regenerate`: these two and
+``confidence_example.parquet``, into a run directory whose summary says whether each matches the shipped
+file; copy them into ``synergy/data/`` to update the package). Each file has a JSON sidecar with its
+generator, seed and parameters. NumPy's ``default_rng(seed)`` draws everything, so a file depends only
+on its seed and parameters.
 
 - ``homogeneous.parquet`` (agentlab's homogeneous generator, reference): item i at compute x_i is
   answered by every agent; with probability rho all agents give one shared answer, otherwise
@@ -17,7 +19,6 @@ draws everything, so a file depends only on its seed and parameters.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,22 @@ def write_examples(folder: Path = DATA) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":  # python -m agentlab.synergy.examples [FOLDER]
-    for path in write_examples(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA):
-        print(path)
+def regenerate(folder: Path) -> list[Path]:
+    """Write every shipped example data set into `folder`: both of this module's (`write_examples`) and the
+    confidence example (`agentlab.synergy.confidence.write_example`), each with its JSON sidecar."""
+    from agentlab.synergy.confidence import write_example
+
+    folder = Path(folder)
+    return write_examples(folder) + write_example(folder / "confidence_example.parquet")
+
+
+def compare_with_shipped(path: Path) -> dict:
+    """``{"file", "rows", "matches_shipped"}`` of a regenerated Parquet file against the file of the same name in
+    ``synergy/data/`` (equal columns and values; False where none is shipped)."""
+    import polars as pl
+
+    path = Path(path)
+    frame = pl.read_parquet(path)
+    shipped = DATA / path.name
+    same = shipped.is_file() and pl.read_parquet(shipped).equals(frame)
+    return {"file": path.name, "rows": frame.height, "matches_shipped": bool(same)}

@@ -66,3 +66,21 @@ def test_summary_ratios_are_of_medians_and_goal_b_needs_both_time_and_return():
     assert summary["goal_b_met"]
     assert not summarise(_frame(22.0, [30.0, 20.0, 40.0, 26.0]), 1000, 4)["goal_b_met"]  # 23.5 / 31.5 > 2/3
     assert not summarise(_frame(18.0, [26.0, 27.0, 26.0, 27.0]), 1000, 4)["goal_b_met"]  # mean 26.5 < 27
+
+
+def test_learners_run_in_the_recorded_order():
+    from pathlib import Path
+
+    from agentlab.bench.ppo import PPOBench
+
+    names = [
+        name for name, _ in PPOBench(purejaxrl=Path("x"), peer_on_agentlab=True, peer_with_our_options=True).learners()
+    ]
+    assert names == [
+        "purejaxrl",
+        "purejaxrl-agentlab-xla",
+        "agentlab-purejaxrl",
+        "agentlab-default",
+        "purejaxrl-on-agentlab",
+    ]
+    assert [name for name, _ in PPOBench().learners()] == ["agentlab-purejaxrl", "agentlab-default"]

@@ -1,0 +1,302 @@
+"""`agentlab bench ppo | grid | grid-study | markets | synergy | report`: the benchmarks and studies beside
+`agentlab bench kernels` (results and recorded commands in bench/README.md and docs/). Each parses and checks its
+options, then calls one library function in `agentlab.bench` or `agentlab.synergy` and writes a run directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentlab.cli.common import (
+    Force,
+    Json,
+    Out,
+    Quiet,
+    Seed,
+    default_out,
+    fail,
+    handle_errors,
+    print_json,
+    progress_display,
+)
+
+
+def _finish(out: Path, summary: dict, json: bool, quiet: bool, line: str) -> None:
+    if json:
+        print_json(summary)
+    if not quiet:
+        typer.echo(f"{line}; wrote {out}", err=True)
+
+
+# -- agentlab bench ppo -------------------------------------------------------------------------------------------
+
+
+@handle_errors
+def ppo(
+    purejaxrl: Annotated[
+        Path | None,
+        typer.Option(
+            "--purejaxrl",
+            help="A checkout of github.com/luchris429/purejaxrl: adds PureJaxRL's PPO on "
+            "gymnax's Breakout-MinAtar (needs gymnax and distrax). Without it, agentlab's learners only.",
+        ),
+    ] = None,  # fmt: skip
+    steps: Annotated[
+        int, typer.Option("--steps", help="Steps per seed of purejaxrl and agentlab-purejaxrl (PureJaxRL's settings).")
+    ] = 1_000_000,
+    default_steps: Annotated[
+        int | None,
+        typer.Option("--default-steps", help="Steps per seed of agentlab-default (default: PPOConfig's total_steps)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per learner, run round-robin.")] = 4,
+    env: Annotated[
+        str, typer.Option("--env", help="agentlab's kernel for agentlab's learners (breakout with --purejaxrl).")
+    ] = "breakout",
+    peer_on_agentlab: Annotated[
+        bool, typer.Option("--peer-on-agentlab", help="Also run PureJaxRL's learner on agentlab's breakout.")
+    ] = False,
+    peer_with_our_options: Annotated[
+        bool,
+        typer.Option("--peer-with-our-options", help="Also run PureJaxRL compiled with agentlab's compiler options."),
+    ] = False,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """PPO training throughput and return: agentlab beside PureJaxRL in one process, each run jitted end to end,
+    compile and run timed separately (bench/ppo.py). Writes metrics.parquet (a row per learner and seed) and
+    summary.json (medians, mean returns, the goals' ratios)."""
+    from agentlab import rundir
+    from agentlab.bench import ppo as bp
+
+    bench = bp.PPOBench(
+        steps=steps,
+        seeds=seeds,
+        default_steps=default_steps,
+        env=env,
+        purejaxrl=purejaxrl,
+        peer_on_agentlab=peer_on_agentlab,
+        peer_with_our_options=peer_with_our_options,
+    ).validate()
+    out = Path(out or default_out("bench-ppo"))
+    rundir.check_out(out, force=force)
+    record = {**bench.__dict__, "purejaxrl": str(purejaxrl) if purejaxrl is not None else None}
+    total = seeds * len(bench.learners())
+    with rundir.open_run(out, "bench ppo", record, force=force) as work, progress_display(quiet=quiet) as progress:
+        import polars as pl
+
+        task = progress.add_task("bench ppo", total=total)
+
+        def on_row(rows: list[dict]) -> None:
+            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
+            row = rows[-1]
+            progress.console.print(
+                f"{row['learner']} seed {row['seed']}: {row['steps_per_second']:,.0f} steps/s, compile "
+                f"{row['compile_seconds']:.1f} s, return {row['final_return']:.2f}",
+                markup=False,
+            )
+            progress.advance(task)
+
+        rows = bp.run_bench(bench, on_row)
+        summary = bp.summarise(pl.DataFrame(rows), steps, seeds)
+        rundir.write_json(work / "summary.json", summary)
+    _finish(out, summary, json, quiet, f"bench ppo: {len(rows)} runs")
+
+
+# -- agentlab bench grid / grid-study ---------------------------------------------------------------------------
+
+
+@handle_errors
+def grid(
+    events: Annotated[int, typer.Option("--events", help="Parallel events (vmap) in the timed call.")] = 4096,
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds per event per timed call (a lax.scan).")] = 6,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls after a warm-up (best reported).")] = 3,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """grid-curtailment throughput: participant-rounds per second of the kernel's step (auto-reset on, random
+    actions) over --events events, compile excluded, blocking on results. Writes summary.json and metrics.parquet
+    (one row)."""
+    from agentlab import limits, rundir
+    from agentlab.bench import grid as bg
+
+    options = {"events": events, "rounds": rounds, "repeats": repeats}
+    events, rounds, repeats = (bg.BOUNDS[key].check(value) for key, value in options.items())
+    limits.check_memory(
+        6.0 * events * bg.event_bytes() + 64.0 * rounds * events, f"--events {events:,}", "lower --events"
+    )
+    out = Path(out or default_out("bench-grid"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "bench grid", options, force=force) as work:
+        import polars as pl
+
+        if not quiet:
+            typer.echo(f"bench grid: {events:,} events x {rounds} rounds, compiling and timing ...", err=True)
+        summary = bg.throughput(events, rounds, repeats)
+        rundir.write_parquet(work / "metrics.parquet", pl.DataFrame([summary]))
+        rundir.write_json(work / "summary.json", summary)
+    rate, compile_seconds = summary["participant_rounds_per_second"], summary["compile_seconds"]
+    line = f"bench grid: {rate:,.0f} participant-rounds/s (compile {compile_seconds:.1f} s)"
+    _finish(out, summary, json, quiet, line)
+
+
+@handle_errors
+def grid_study(
+    events: Annotated[
+        int, typer.Option("--events", help="Events simulated per (policies, deadline, shortfall).")
+    ] = 512,
+    seed: Seed = 0,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """The solver-versus-bounded study of grid-curtailment (docs/grid.md): outcome rates of every policy mix on a
+    grid of deadlines x shortfall sizes. Writes metrics.parquet (a row per cell; docs/grid/study.parquet),
+    study.md (the tables), plots/study.png (compromise-rate heat maps) and summary.json."""
+    from agentlab import limits, rundir
+    from agentlab.bench import grid as bg
+
+    events, seed = bg.BOUNDS["events"].check(events), bg.BOUNDS["seed"].check(seed)
+    limits.check_memory(8.0 * events * max(bg.DEADLINES) * bg.event_bytes(), f"--events {events:,}", "lower --events")
+    out = Path(out or default_out("bench-grid-study"))
+    rundir.check_out(out, force=force)
+    cells = len(bg.MIXES) * len(bg.DEADLINES) * len(bg.SHORTFALLS)
+    started = time.perf_counter()
+    with (
+        rundir.open_run(out, "bench grid-study", {"events": events, "seed": seed}, force=force) as work,
+        progress_display(quiet=quiet) as progress,
+    ):
+        task = progress.add_task("bench grid-study", total=cells)
+        frame = bg.study(events, seed, on_cell=lambda: progress.advance(task))
+        rundir.write_parquet(work / "metrics.parquet", frame)
+        rundir.atomic_write(work / "study.md", lambda tmp: tmp.write_text(bg.study_markdown(frame)))
+        rundir.save_figure(work / "plots" / "study.png", bg.study_figure(frame))
+        summary = {
+            "cells": frame.height,
+            "events_per_cell": events,
+            "seed": seed,
+            **{f"{name}_mean": float(frame[name].mean()) for name in ("compromise_rate", "authority_rate",
+                                                                        "automatic_rate")},
+            "wall_seconds": time.perf_counter() - started,
+        }  # fmt: skip
+        rundir.write_json(work / "summary.json", summary)
+    _finish(out, summary, json, quiet, f"bench grid-study: {frame.height} cells x {events} events")
+
+
+# -- agentlab bench markets -------------------------------------------------------------------------------------
+
+
+@handle_errors
+def markets(
+    markets: Annotated[int, typer.Option("--markets", help="Markets per cell of the crash study.")] = 128,
+    throughput_markets: Annotated[
+        int, typer.Option("--throughput-markets", help="Markets in the timed throughput call.")
+    ] = 4096,
+    days: Annotated[int, typer.Option("--days", help="Days per market.")] = 365,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """market-crash study and throughput (docs/markets.md): bankruptcy rate, collapse rate and EAS for dlc in
+    {1, 3, 5} x 0..5 stabilising firms (the table on stderr, metrics.parquet), then market-steps per second over
+    --throughput-markets markets, compile excluded (summary.json)."""
+    from agentlab import rundir
+    from agentlab.bench import markets as bm
+
+    options = {"markets": markets, "throughput_markets": throughput_markets, "days": days}
+    markets, throughput_markets, days = (bm.BOUNDS[key].check(value) for key, value in options.items())
+    bm.check_memory(markets, throughput_markets, days)
+    out = Path(out or default_out("bench-markets"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "bench markets", options, force=force) as work:
+        if not quiet:
+            typer.echo(bm.STUDY_HEADER, err=True)
+        on_cell = None if quiet else (lambda row: typer.echo(bm.study_line(row), err=True))
+        frame = bm.crash_study(markets, days, on_cell=on_cell)
+        rundir.write_parquet(work / "metrics.parquet", frame)
+        summary = {"markets_per_cell": markets, **bm.crash_throughput(throughput_markets, days)}
+        rundir.write_json(work / "summary.json", summary)
+    line = (
+        f"market-crash: {throughput_markets} markets x {days} days in {summary['seconds']:.2f} s = "
+        f"{summary['market_steps_per_second']:,.0f} market-steps/s ({summary['firm_steps_per_second']:,.0f} "
+        f"firm-steps/s), compile {summary['compile_seconds']:.1f} s"
+    )
+    _finish(out, summary, json, quiet, line)
+
+
+# -- agentlab bench synergy -------------------------------------------------------------------------------------
+
+
+@handle_errors
+def synergy(
+    fan_in: Annotated[int, typer.Option("--fan-in", "-b", help="Children per aggregator b.")] = 3,
+    depth: Annotated[int, typer.Option("--depth", "-L", help="Levels below the root (b^depth leaves).")] = 9,
+    words: Annotated[int, typer.Option("--words", help="uint32 words per configuration (32 trials each).")] = 64,
+    configs: Annotated[int, typer.Option("--configs", help="Configurations per call.")] = 8,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls after a warm-up (median reported).")] = 5,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Monte Carlo throughput of the synergy full-tree sampler: leaf evaluations per second, compile excluded,
+    blocking on results (synergy/bench.py). Writes summary.json and metrics.parquet (one row)."""
+    from agentlab import rundir
+    from agentlab.synergy import bench as sb
+
+    sb.check(fan_in, depth, words, configs, repeats)
+    record = {"fan_in": fan_in, "depth": depth, "words": words, "configs": configs, "repeats": repeats}
+    out = Path(out or default_out("bench-synergy"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "bench synergy", record, force=force) as work:
+        import polars as pl
+
+        summary = sb.leaf_throughput(fan_in, depth, words, configs, repeats)
+        rundir.write_parquet(work / "metrics.parquet", pl.DataFrame([summary]))
+        rundir.write_json(work / "summary.json", summary)
+    line = f"b = {fan_in}, depth {depth}: {summary['leaf_evaluations_per_second']:.3g} leaf evaluations/s"
+    _finish(out, summary, json, quiet, line)
+
+
+# -- agentlab bench report --------------------------------------------------------------------------------------
+
+
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory of `agentlab bench kernels`.")],
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Markdown tables of an `agentlab bench kernels` run (what bench/README.md shows): throughput beside gymnax
+    per batch size, and each profile's throughput relative to the plain game. The tables go to stderr; --json
+    prints {"run", "markdown"} on stdout (`--json | jq -r .markdown > tables.md`)."""
+    from agentlab import rundir
+    from agentlab.bench.report import kernel_tables
+
+    rundir.load_record(run, "bench kernels")
+    if not (Path(run) / "metrics.parquet").is_file():
+        fail(f"{run} has no metrics.parquet (an unfinished run?)")
+    text = kernel_tables(run)
+    if json:
+        print_json({"run": str(run), "markdown": text})
+    if not quiet:
+        typer.echo(text, err=True)
+
+
+# The sub-commands of `agentlab bench` this module adds (cli/app.py registers them).
+COMMANDS = {
+    "ppo": ppo,
+    "grid": grid,
+    "grid-study": grid_study,
+    "markets": markets,
+    "synergy": synergy,
+    "report": report,
+}
