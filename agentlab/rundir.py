@@ -94,6 +94,18 @@ def write_parquet(path: Path, frame: Any) -> Path:
     return atomic_write(path, lambda tmp: frame.write_parquet(tmp))
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend: the one place agentlab picks a backend
+    (figures are written into run directories, on machines without a display)."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(path: Path, figure: Any) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt

@@ -277,10 +277,10 @@ def crash_setup(request: SimulateRequest):
 
 def run_crash(request: SimulateRequest) -> SimulationResult:
     import jax
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from agentlab.rundir import pyplot
+
+    plt = pyplot()
     import numpy as np
     import polars as pl
 
@@ -391,7 +391,9 @@ def _market_mean_price(rows, was_alive):
 
 
 def _eas_figure(summary: dict, title: str):
-    import matplotlib.pyplot as plt
+    from agentlab.rundir import pyplot
+
+    plt = pyplot()
 
     parts = ["stability", "integrity", "welfare", "profitability", "eas"]
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -95,9 +95,6 @@ def batched_simulation(num_sellers: int, view_size: int, days: int):
 
 def run_lemons(request: SimulateRequest) -> SimulationResult:
     import jax
-    import matplotlib
-
-    matplotlib.use("Agg")
     import numpy as np
     import polars as pl
 
@@ -180,7 +177,9 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
 
 
 def _day_figures(frame: dict) -> dict[str, Any]:
-    import matplotlib.pyplot as plt
+    from agentlab.rundir import pyplot
+
+    plt = pyplot()
 
     plots = {}
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -274,10 +273,9 @@ def lemon_study(markets: int = 256, days: int = DEFAULT_DAYS, seed: int = 0) -> 
 
 
 def study_figure(table: list[dict]):
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = (
         ("welfare", "welfare score 1 / (1 + shortfall of CS vs all-honest)"),

@@ -639,10 +639,9 @@ def matrix_values(matrix, grid: Sequence[str], column: str) -> tuple[list[str], 
 
 
 def _draw(data, text, names, grid, path, title, **imshow) -> None:
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from agentlab.rundir import save_figure
 

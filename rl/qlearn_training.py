@@ -270,10 +270,9 @@ def summarise(
 
 def plot(out: Path, frame, summary: dict, config: QLearnConfig) -> None:
     """``plots/delta_hist.png`` and ``plots/impulse_response.png``."""
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(frame["delta"].to_numpy(), bins=np.linspace(-0.2, 1.1, 27), color="tab:blue", edgecolor="white")

@@ -256,10 +256,9 @@ def summarise(frame, config: PPOConfig, compile_seconds: float, run_seconds: flo
 
 
 def plot_learning_curve(frame, path: Path, config: PPOConfig) -> None:
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if frame.height:

@@ -8,12 +8,9 @@ from agentlab.synergy import theory
 
 
 def _pyplot():
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def phase_diagram(table):
