@@ -128,10 +128,9 @@ def study_markdown(frame) -> str:
 
 def study_figure(frame):
     """The compromise rate of each mix as a deadline x shortfall heat map (a matplotlib figure)."""
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     import polars as pl
 

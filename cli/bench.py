@@ -253,10 +253,9 @@ def summarise(frame, names: list[str], largest: int, stochasticity: str, profile
 
 
 def plot(frame, plots: Path) -> None:
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import polars as pl
 
     from agentlab.rundir import save_figure

@@ -479,10 +479,9 @@ def table_text(study: Recalibration) -> str:
 def reliability_figure(study: Recalibration):
     """Held-out reliability diagrams: one column per method (before in grey, after in colour), accuracy vs
     mean confidence per bin on top and the bin counts below."""
-    import matplotlib
+    from agentlab.rundir import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, len(METHODS), figsize=(3.3 * len(METHODS), 4.6), sharex=True,
                              gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)  # fmt: skip
