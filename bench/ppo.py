@@ -93,9 +93,12 @@ def agentlab_config(steps: int | None, seed: int, env: str = "breakout", **overr
     config's own `total_steps`."""
     from agentlab.rl.ppo import PPOConfig
 
-    if steps is not None:
-        overrides["total_steps"] = steps
-    return PPOConfig(env=env, max_episode_steps=1000, updates_per_chunk=1, **overrides)
+    config = PPOConfig(env=env, max_episode_steps=1000, updates_per_chunk=1, **overrides)
+    if steps is None:
+        return config
+    # PureJaxRL runs total_timesteps // (num_envs x num_steps) updates; agentlab rounds up to at least the
+    # steps asked for. The bench gives both learners the same budget: PureJaxRL's whole updates.
+    return dataclasses.replace(config, total_steps=max(1, steps // config.batch_size) * config.batch_size)
 
 
 def run_agentlab(steps: int | None, seed: int, env: str = "breakout", **overrides) -> dict:
