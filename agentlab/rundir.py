@@ -76,17 +76,25 @@ def read_json_file(path: Path, what: str = "file") -> Any:
     one-line `UsageError` naming the file."""
     path = Path(path)
     try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what} {path} is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"{what} {path}: permission denied") from None
+        data = path.read_bytes()
+    except OSError as error:
+        raise file_error(what, path, error) from None
+    try:
+        return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         raise UsageError(f"{what} {path} is not valid JSON (corrupt or truncated?): {error}") from None
-    except OSError as error:
-        raise UsageError(f"{what} {path}: {error.strerror or error}") from None
+
+
+def file_error(what: str, path: Path, error: OSError) -> UsageError:
+    """The one-line `UsageError` for an OS error on opening a file a user named (`what` says which:
+    ``--config``, ``checkpoint``, ...)."""
+    if isinstance(error, FileNotFoundError):
+        return UsageError(f"{what} {path}: no such file")
+    if isinstance(error, IsADirectoryError):
+        return UsageError(f"{what} {path} is a directory, not a file")
+    if isinstance(error, PermissionError):
+        return UsageError(f"{what} {path}: permission denied")
+    return UsageError(f"{what} {path}: {error.strerror or error}")
 
 
 def write_parquet(path: Path, frame: Any) -> Path:

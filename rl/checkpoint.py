@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from agentlab.errors import UsageError
-from agentlab.rundir import atomic_write, read_json_file, write_json
+from agentlab.rundir import atomic_write, file_error, read_json_file, write_json
 
 METADATA = "metadata"  # the archive member holding the metadata as UTF-8 JSON bytes (uint8)
 CORRUPT = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
@@ -80,12 +80,8 @@ def _read(path: Path) -> tuple[list[np.ndarray], dict | None]:
     """The leaves of the archive `path` and its metadata (None for a checkpoint without any)."""
     try:
         data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"checkpoint {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"checkpoint {path} is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"checkpoint {path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise file_error("checkpoint", path, error) from None
     except ValueError:  # neither a zip nor an .npy: numpy took it for a pickle
         raise UsageError(f"checkpoint {path} is not an .npz archive (corrupt or foreign)") from None
     except (zipfile.BadZipFile, EOFError, OSError) as error:

@@ -155,24 +155,13 @@ def calvano_params(
 
 def payoff_table(n: int, params: CalvanoParams, dtype: Any = np.float64) -> np.ndarray:
     """The stage game: profits ``(m**n, n)`` for every joint action, row ``s = sum_i a_i m**(n-1-i)`` (firm 0 is the
-    most significant digit, `encode_state`'s order). NumPy, float64 by default (the tabular learner's precision)."""
+    most significant digit; `rl.qlearn` indexes states the same way). NumPy, float64 by default (the tabular
+    learner's precision)."""
     grid = np.asarray(params.prices, np.float64)
     m = grid.shape[0]
     joint = np.stack(np.meshgrid(*([np.arange(m)] * n), indexing="ij"), axis=-1).reshape(-1, n)
     demand = (float(params.cost), float(params.quality), float(params.outside_quality), float(params.mu))
     return profits(grid[joint], *demand, xp=np).astype(dtype)
-
-
-def encode_state(actions: Any, m: int) -> Any:
-    """Joint action ``(..., n)`` -> state index (firm 0 most significant)."""
-    n = actions.shape[-1]
-    weights = m ** np.arange(n - 1, -1, -1)
-    return (actions * weights).sum(axis=-1)
-
-
-def decode_state(state: int, n: int, m: int) -> np.ndarray:
-    """State index -> joint action ``(n,)`` int64."""
-    return np.array([(state // m ** (n - 1 - i)) % m for i in range(n)], np.int64)
 
 
 def static_best_response(n: int, params: CalvanoParams, firm: int, actions: np.ndarray) -> int:
