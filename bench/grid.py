@@ -5,8 +5,8 @@
 
 `throughput`: participant-rounds per second of the kernel's `step` (auto-reset on, uniformly random actions) over
 `events` parallel events, compile time excluded, blocking on results, best of `repeats` timed calls; each
-event-round counts `num_agents` participant-rounds. `study`: outcome rates of every policy family on a grid of
-deadlines x shortfall sizes (`study_markdown` and `study_figure` render it).
+event-round counts `num_agents` participant-rounds. `study`: the outcome split of every policy mix over
+shortfall x price cap (`study_markdown` and `study_figure` render it).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import math
 from agentlab import timing
 from agentlab.limits import Bound
 
-DEADLINES = (1, 2, 3, 4, 6, 8)
 SHORTFALLS = (0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
-MIXES = ("solver:5", "bounded:5", "sampler:5", "prorata:5", "solver:2,bounded:3", "bounded:3,solver:2")
+# Around the classes' VoLL (interruptible 500, residential 12k, industrial 20k, commercial 40k, critical 150k $/MWh).
+PRICE_CAPS = (2_000.0, 5_000.0, 15_000.0, 30_000.0, 60_000.0, 200_000.0)
+MIXES = ("solver:5", "bounded:5", "sampler:5", "prorata:5", "solver:2,bounded:3")
 
 
 # The numeric inputs of `throughput` and `study` (the command line checks its flags through them).
@@ -79,76 +80,74 @@ def throughput(events: int, rounds: int, repeats: int = 3) -> dict:
     }
 
 
-def study(events: int = 512, seed: int = 0, on_cell=None):
-    """Outcome rates (`agentlab.kernels.grid.metrics.aggregate`) of every mix in `MIXES` on every deadline x
-    shortfall: a polars DataFrame with a row per (policies, deadline, shortfall). `on_cell()` is called after
-    each cell (progress)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+def study(events: int = 256, seed: int = 0, on_cell=None):
+    """The outcome split of grid-curtailment (docs/grid.md, "Study"): `aggregate` rates of every mix in
+    `MIXES` on every shortfall x price cap, default params otherwise, the same `events` event keys (seed
+    `seed`) in every cell; a polars DataFrame with a row per (policies, shortfall, price_cap). `on_cell()` is
+    called after each mix (progress). One compilation per mix: shortfall and cap are traced params."""
     import polars as pl
 
-    from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params
-    from agentlab.kernels.grid.metrics import aggregate
-    from agentlab.kernels.grid.policies import POLICIES, PolicyParams, policy_ids, simulate_events
+    from agentlab.kernels.grid.curtailment import default_grid_params
+    from agentlab.kernels.grid.policies import POLICIES, outcome_split
     from agentlab.kernels.mixes import parse_mix
 
-    env = GridCurtailment()
-    rounds = max(DEADLINES)
-    fn = jax.jit(lambda key, p, ids, pp: simulate_events(key, env, p, ids, pp, events, rounds))
+    params = default_grid_params()
     rows = []
     for mix in MIXES:
-        ids = jnp.asarray(policy_ids(parse_mix(mix, POLICIES, "--policies")))
-        for deadline in DEADLINES:
-            for shortfall in SHORTFALLS:
-                params = default_grid_params(shortfall_min=shortfall, shortfall_max=shortfall, deadline=deadline)
-                metrics, _ = fn(jax.random.key(seed), params, ids, PolicyParams())
-                agg = aggregate(jax.tree.map(np.asarray, metrics))
-                rows.append({"policies": mix, "deadline": deadline, "shortfall": shortfall, **agg})
-                if on_cell is not None:
-                    on_cell()
+        rows += outcome_split(seed, (parse_mix(mix, POLICIES, "--policies"),), SHORTFALLS, PRICE_CAPS, events, params)
+        if on_cell is not None:
+            on_cell()
     return pl.DataFrame(rows)
 
 
 def study_markdown(frame) -> str:
-    """The study's tables (compromise, authority and automatic rates: policies x deadline by shortfall)."""
+    """The study's tables: compromise, authority and automatic rates (rows: policies x price cap, columns:
+    shortfall / demand), headed by the classes' values of lost load."""
     import polars as pl
 
-    lines = []
-    for value in ("compromise_rate", "authority_rate", "automatic_rate"):
-        lines.append(f"\n{value} (rows: policies x deadline, columns: shortfall / demand)\n")
-        lines.append("| policies | deadline | " + " | ".join(f"{s:.2f}" for s in SHORTFALLS) + " |")
-        lines.append("|---|---|" + "---|" * len(SHORTFALLS))
-        for mix in MIXES:
-            for deadline in DEADLINES:
-                sub = frame.filter((pl.col("policies") == mix) & (pl.col("deadline") == deadline)).sort("shortfall")
-                lines.append(f"| {mix} | {deadline} | " + " | ".join(f"{v:.2f}" for v in sub[value]) + " |")
-    return "\n".join(lines) + "\n"
+    from agentlab.kernels.grid.curtailment import CLASSES, default_grid_params
+
+    voll = dict(zip(CLASSES, map(float, default_grid_params().class_voll)))
+    events = int(frame["episodes"][0]) if "episodes" in frame.columns else 0
+    lines = [f"Outcome split, {events} events per cell, default params (VoLL $/MWh: {voll}).", ""]
+    for rate in ("compromise_rate", "authority_rate", "automatic_rate"):
+        lines += [f"{rate} (rows: policies x price cap $/MWh, columns: shortfall / demand)", ""]
+        lines += ["| policies | price cap | " + " | ".join(f"{s:.2f}" for s in SHORTFALLS) + " |"]
+        lines += ["|---|---|" + "---|" * len(SHORTFALLS)]
+        for mix in frame["policies"].unique(maintain_order=True):
+            for cap in PRICE_CAPS:
+                cells = frame.filter((pl.col("policies") == mix) & (pl.col("price_cap") == cap)).sort("shortfall")
+                lines.append(f"| {mix} | {cap:,.0f} | " + " | ".join(f"{v:.2f}" for v in cells[rate]) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def study_figure(frame):
-    """The compromise rate of each mix as a deadline x shortfall heat map (a matplotlib figure)."""
+    """Heat maps of the compromise, authority and automatic rates (rows) of each mix (columns): price cap x
+    shortfall (a matplotlib figure)."""
+    import polars as pl
+
     from agentlab.rundir import pyplot
 
     plt = pyplot()
-    import numpy as np
-    import polars as pl
-
-    fig, axes = plt.subplots(1, len(MIXES), figsize=(3.2 * len(MIXES), 3.2), sharey=True)
-    for ax, mix in zip(axes, MIXES):
-        grid = np.array(
-            [
-                frame.filter((pl.col("policies") == mix) & (pl.col("deadline") == d)).sort("shortfall")[
-                    "compromise_rate"
-                ]
-                for d in DEADLINES
+    mixes = list(frame["policies"].unique(maintain_order=True))
+    fig, axes = plt.subplots(3, len(mixes), figsize=(3.2 * len(mixes), 8), sharex=True, sharey=True, squeeze=False)
+    image = None
+    for col, mix in enumerate(mixes):
+        for row, rate in enumerate(("compromise_rate", "authority_rate", "automatic_rate")):
+            ax = axes[row, col]
+            grid = [
+                list(frame.filter((pl.col("policies") == mix) & (pl.col("price_cap") == cap)).sort("shortfall")[rate])
+                for cap in PRICE_CAPS
             ]
-        )
-        image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", origin="lower", aspect="auto")
-        ax.set_xticks(range(len(SHORTFALLS)), [f"{s:.2f}" for s in SHORTFALLS], fontsize=7)
-        ax.set_yticks(range(len(DEADLINES)), DEADLINES)
-        ax.set_title(mix, fontsize=9)
-        ax.set_xlabel("shortfall / demand")
-    axes[0].set_ylabel("deadline (rounds)")
-    fig.colorbar(image, ax=axes, label="compromise rate")
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+            ax.set_xticks(range(len(SHORTFALLS)), [f"{s:.2f}" for s in SHORTFALLS], fontsize=7)
+            ax.set_yticks(range(len(PRICE_CAPS)), [f"{c / 1000:g}k" for c in PRICE_CAPS], fontsize=7)
+            if row == 0:
+                ax.set_title(mix, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"{rate.removesuffix('_rate')}\nprice cap $/MWh", fontsize=8)
+            if row == 2:
+                ax.set_xlabel("shortfall / demand", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="share of events")
     return fig

@@ -184,6 +184,6 @@ register(
         description="Emergency load-shedding negotiation after a generator trip (Andric 2026): outcome shares "
         "(compromise / authority decision / automatic shedding), VoLL cost, frequency, entropy and concession arcs. "
         "--events (--episodes): independent events; --deadline (--steps): rounds; --param: e.g. "
-        "shortfall=0.1,temperature=0.5,load_critical=900.",
+        "shortfall=0.1,price_cap=15000,onset_s=0 (a trip),load_critical=900.",
     )
 )

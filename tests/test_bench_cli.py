@@ -89,9 +89,9 @@ def test_bench_grid_study_writes_the_tables_and_the_plot(tmp_path):
     out = tmp_path / "study"
     result = invoke("bench", "grid-study", "--events", "2", "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
-    assert _run_files(out)["cells"] == 216
+    assert _run_files(out)["cells"] == 5 * 6 * 6  # mixes x shortfalls x price caps
     assert (out / "plots" / "study.png").is_file()
-    assert "| policies | deadline | 0.04 |" in (out / "study.md").read_text()
+    assert "| policies | price cap | 0.04 |" in (out / "study.md").read_text()
 
 
 def test_bench_markets_writes_the_study_and_the_throughput(tmp_path):

@@ -13,12 +13,18 @@ Roles
   among the participants of that class, times U(1 - load_spread, 1 + load_spread)) and a value of lost load ``v_i``
   ($/MWh, its class's VoLL).
 - **The authority** (not an agent; a fixed rule): clears offers, or imposes rotating pro-rata shedding.
-- **Physics** (not an agent): the aggregate swing equation with droop and load damping, spinning reserves with an
-  energy budget, and ERCOT's three under-frequency load-shedding (UFLS) relay stages.
+- **Physics** (not an agent): the standard system-frequency-response (SFR) model in sub-second steps (inertia and
+  load damping; MW-limited primary response with droop, a governor lag and a ramp; MW-limited secondary/tertiary
+  reserves with a deployment delay, a ramp and an energy budget) and ERCOT's three under-frequency load-shedding
+  (UFLS) relay stages.
 
 An event: a generation loss ``L = shortfall x D`` (MW; ``D = sum_i d_i``, the pre-event demand, which is also the
-per-unit base), ``shortfall ~ U(shortfall_min, shortfall_max)``. Spinning reserves hold
-``reserve_energy_h x D`` MWh.
+per-unit base), ``shortfall ~ U(shortfall_min, shortfall_max)``, announced at once (the authority publishes L) but in
+effect gradually: ``L x min(1, t / onset_s)`` at t seconds after the event starts. agentlab's choice: by default a
+*capacity shortfall developing over minutes* (``onset_s`` = 300 s, units failing one after another as on 15 Feb
+2021), because an instantaneous loss of 5-15 % of demand is far beyond any design contingency (ERCOT's is 2,750 MW
+of 50-70 GW, about 4-5 %) and would trip the UFLS relays within seconds, before any negotiation; ``onset_s = 0`` is
+an instantaneous trip (what the physics tests use). Reserves hold ``reserve_energy_h x D`` MWh.
 
 One step = one negotiation round (``round_seconds`` = 60 s of system time), in this order:
 
@@ -29,24 +35,32 @@ One step = one negotiation round (``round_seconds`` = 60 s of system time), in t
    **compromise**: the accepted curtailments hold for ``settlement_hours``.
 3. Otherwise, in the deadline round (round ``deadline``, counting from 1) the authority discards the offers and imposes
    rotating pro-rata shedding ``s_i = L d_i / D`` for ``settlement_hours``: an **authority decision**.
-4. Otherwise every offer is accepted as interim curtailment (``C = sum_i x_i d_i < L``) for the round, and the round's
-   physics runs in ``substeps`` steps of ``round_seconds / substeps`` (0.1 s): the reserves cover the uncovered
-   imbalance ``U = L - C - (relay shed)`` until their energy is spent; then frequency follows the swing equation
-   (exact exponential step of the linear ODE, `swing_step`); at the end of each sub-step every relay stage whose
-   threshold the frequency has reached (``f <= relay_hz[k]``) trips for good and sheds ``relay_shed[k]``
-   (cumulative) of every participant's remaining load from the next sub-step on (a relay delay of at most one
-   sub-step).
+4. Otherwise the cheapest offers up to the loss in effect at the round's end are accepted as interim curtailment C
+   for the round (same ranking; more would push a still-developing event above nominal frequency), and the round's
+   physics runs in ``substeps`` Heun steps of ``round_seconds / substeps`` (0.1 s) of the SFR model (below); at the
+   end of each sub-step every relay stage whose threshold the frequency has reached (``f <= relay_hz[k]``) trips for
+   good and sheds ``relay_shed[k]`` (cumulative) of every participant's remaining load from the next sub-step on (a
+   relay delay of at most one sub-step).
 5. After the round: if a relay tripped, the event ends in **automatic shedding** (the relay shed, the interim
    curtailments and a pro-rata imposition of any deficit the relays left hold for ``settlement_hours``); else if the
-   frequency reached ``emergency_hz`` the authority imposes pro-rata shedding (an **authority decision**, as in 3);
-   else the next round starts.
+   frequency has stayed at or below ``emergency_hz`` (59.5 Hz) for the last ``emergency_s`` (30 s) without a break,
+   the authority imposes pro-rata shedding (an **authority decision**, as in 3): it acts on sustained frequency, not
+   on the nadir of a transient; else the next round starts.
 
 So every event terminates within ``deadline`` rounds; `max_steps` (default None) is only a safety limit.
 
-Swing equation (per unit on base D, reference): ``2H d(df/f0)/dt = -u - K df/f0`` with the uncovered imbalance
-``u = (U - reserve delivery) / D`` and ``K = damping + governor_share / droop``; steady state ``df = -u f0 / K``,
-initial RoCoF ``-u f0 / (2H)``. While reserves last they deliver the whole uncovered deficit, so frequency stays put
-(agentlab framing).
+The SFR model (per unit on base D, ``w = df / f0``; `sfr_rates`): ``2H dw/dt = p + r + relief - L(t) - damping w``
+with relief = accepted curtailment + relay shedding. Primary response p: a first-order lag (``governor_time_s``, 2 s)
+toward the droop target ``-governor_share w / droop``, clipped to ``+-primary_headroom`` (5 % of demand) and ramping
+at most ``primary_headroom / governor_ramp_s`` per s (full headroom in 5 s). ``governor_share`` = 0.25 of generation
+is frequency-responsive, so ``K = damping + governor_share / droop = 6`` pu (about 1 % of load per 0.1 Hz, the order
+of large interconnections' measured response; the former 5 % share gave K = 2, which settles a 10 % loss near
+-3 Hz). Reserves r (secondary/tertiary): integral control ``dr/dt = -K w / agc_time_s`` (60 s), from
+``reserve_delay_s`` (30 s) after the event starts, ramping at most ``reserve_share / reserve_ramp_s`` per s (full 5 %
+of demand in 300 s), within ``[-reserve_share, reserve_share]`` and never spending more than their energy left. So a
+trip falls at the initial RoCoF ``-L f0 / (2H)``, the governors arrest it at a nadir within seconds and hold
+``-L f0 / K`` if the headroom suffices (a trip up to about 5 % of demand stays above the relays), the reserves then
+restore nominal frequency over minutes until their energy runs out, and what the negotiation buys relieves them.
 
 Observation, float32 ``(num_agents, OBS_DIM)`` (each participant's own view; public event data plus its own):
 ``[0]`` own load / D, ``[1]`` log10(own VoLL / price_cap), ``[2:7]`` own class one-hot, ``[7]`` shortfall L / D,
@@ -102,19 +116,31 @@ class GridParams:
     # The event.
     shortfall_min: float = 0.05  # generation loss / demand. agentlab guess ("a large generator")
     shortfall_max: float = 0.15
-    # Physics (per unit on the pre-event demand).
+    onset_s: float = 300.0  # s over which the loss grows linearly to L; 0 = an instantaneous trip. agentlab choice: a
+    # shortfall developing over minutes (as units failed on 15 Feb 2021), see the module docstring
+    # Physics: the system-frequency-response model, per unit on the pre-event demand (reference, "Timeline").
     nominal_hz: float = 60.0  # f0 (ERCOT, 60 Hz system)
     inertia_h: float = 6.0  # H, s: 2H = 12 s, inside the reference's 10-18 s
-    droop: float = 0.05  # R, per unit (reference: 3-6%)
-    governor_share: float = 0.05  # share of capacity on droop with headroom once reserves are spent. agentlab guess
     damping: float = 1.0  # D, load damping, pu load per pu frequency. agentlab guess (commonly 1-2)
-    reserve_energy_h: float = 0.005  # spinning-reserve energy budget, MWh per MW of demand. agentlab guess
-    emergency_hz: float = 59.5  # authority acts when frequency reaches it. agentlab guess (above UFLS stage 1)
+    droop: float = 0.05  # R, per unit (reference: 3-6%)
+    governor_share: float = 0.25  # frequency-responsive share of generation: D + share / R = 6 pu, about 1 % of load
+    # per 0.1 Hz, the order of large interconnections' measured frequency response. agentlab guess
+    primary_headroom: float = 0.05  # MW limit of primary response, share of demand (ERCOT holds about 4-5 %). guess
+    governor_time_s: float = 2.0  # first-order lag of the governors, s. agentlab guess (turbines: 1-10 s)
+    governor_ramp_s: float = 5.0  # primary response ramps from 0 to the full headroom in no less than this, s. guess
+    reserve_share: float = 0.05  # MW limit of secondary/tertiary reserves (up and down), share of demand. guess
+    reserve_delay_s: float = 30.0  # reserves start this long after the event starts, s. agentlab guess
+    reserve_ramp_s: float = 300.0  # reserves ramp from 0 to reserve_share in no less than this, s. agentlab guess
+    agc_time_s: float = 60.0  # integral time of the reserves' control (restores f0 with this time constant), s. guess
+    reserve_energy_h: float = 0.005  # reserves' energy budget, MWh per MW of demand. agentlab guess
+    emergency_hz: float = 59.5  # the authority imposes when frequency stays at or below this ... agentlab guess
+    emergency_s: float = 30.0  # ... for this many seconds without a break (sustained, not a transient nadir). guess
     # Negotiation.
     round_seconds: float = 60.0  # system time per round (agentlab framing)
     deadline: int = 6  # rounds before the authority imposes. agentlab guess
     settlement_hours: float = 0.5  # how long the outcome holds (reference: EEA3 rotating outages 15-45 min)
-    price_cap: float = 5000.0  # $/MWh, the highest ask (reference: administrative 5,000-9,000 $/MWh)
+    price_cap: float = 5000.0  # $/MWh, the highest ask (reference: administrative 5,000-9,000 $/MWh; the study varies
+    # it against the classes' VoLL, since it decides which classes a cost-minimising participant can ever accept)
     frequency_cost: float = 1000.0  # $ per Hz s of |df| in the authority's cost. agentlab guess
     cover_tolerance: float = 1e-5  # offers within this share of demand of L count as covering (float32 sums)
     reward_scale: float = 1e6  # rewards and costs in units of this many $ (M$)
@@ -128,6 +154,9 @@ class GridState:
     loss_mw: jax.Array  # float32 () L
     reserve_mwh: jax.Array  # float32 () reserve energy left
     df_hz: jax.Array  # float32 () frequency deviation from nominal, Hz
+    primary_pu: jax.Array  # float32 () primary (governor) response, per unit of the pre-event demand
+    reserve_pu: jax.Array  # float32 () secondary/tertiary reserve output, per unit of the pre-event demand
+    below_s: jax.Array  # float32 () seconds the frequency has been at or below emergency_hz without a break
     stage: jax.Array  # int32 () relay stages tripped (0-3)
     offer: jax.Array  # float32 (N,) last offered fraction x
     ask: jax.Array  # float32 (N,) last ask / price_cap
@@ -170,12 +199,21 @@ GRID_BOUNDS: dict[str, Bound] = {
         Bound("shortfall_min", float, low=0, high=1, unit="generation loss / demand"),
         Bound("shortfall_max", float, low=0, high=1, unit="generation loss / demand"),
         Bound("nominal_hz", float, low=0, low_open=True, high=1000, unit="Hz"),
-        Bound("inertia_h", float, low=0, low_open=True, high=100, unit="s"),
+        Bound("inertia_h", float, low=0.5, high=100, unit="s"),
         Bound("droop", float, low=0, low_open=True, high=1, unit="per unit"),
-        Bound("governor_share", float, low=0, high=1, unit="share of capacity"),
+        Bound("onset_s", float, low=0, high=86400, unit="s over which the loss grows; 0 = a trip"),
+        Bound("governor_share", float, low=0, high=1, unit="frequency-responsive share of generation"),
         Bound("damping", float, low=0, high=100, unit="pu load per pu frequency"),
+        Bound("primary_headroom", float, low=0, high=1, unit="share of demand"),
+        Bound("governor_time_s", float, low=0, low_open=True, high=3600, unit="s"),
+        Bound("governor_ramp_s", float, low=0, low_open=True, high=3600, unit="s from 0 to full headroom"),
+        Bound("reserve_share", float, low=0, high=1, unit="share of demand"),
+        Bound("reserve_delay_s", float, low=0, high=86400, unit="s"),
+        Bound("reserve_ramp_s", float, low=0, low_open=True, high=86400, unit="s from 0 to reserve_share"),
+        Bound("agc_time_s", float, low=0, low_open=True, high=86400, unit="s"),
         Bound("reserve_energy_h", float, low=0, high=100, unit="MWh per MW of demand"),
         Bound("emergency_hz", float, low=0, low_open=True, high=1000, unit="Hz, at most nominal_hz"),
+        Bound("emergency_s", float, low=0, high=86400, unit="s of sustained low frequency"),
         Bound("round_seconds", float, low=0, low_open=True, high=86400, unit="s of system time per round"),
         Bound("deadline", int, low=1, high=10_000, unit="rounds"),
         Bound("settlement_hours", float, low=0, low_open=True, high=8760, unit="h"),
@@ -241,34 +279,61 @@ def agent_sum(x: jax.Array) -> jax.Array:
     return total
 
 
-def _phi(x: jax.Array) -> jax.Array:
-    """(1 - exp(-x)) / x, 1 at x = 0."""
-    small = x < 1e-4
-    safe = jnp.where(small, 1.0, x)
-    return jnp.where(small, 1.0 - 0.5 * x, -jnp.expm1(-safe) / safe)
+def lost_share(t_s, params: GridParams) -> jax.Array:
+    """The share of the loss L in effect `t_s` seconds after the event starts: a linear ramp over ``onset_s`` (all of
+    it from t = 0 for a trip, ``onset_s = 0``)."""
+    onset = jnp.asarray(params.onset_s, jnp.float32)
+    return jnp.where(onset > 0, jnp.clip(t_s / jnp.maximum(onset, 1e-9), 0.0, 1.0), 1.0)
 
 
-def _psi(x: jax.Array) -> jax.Array:
-    """(x - 1 + exp(-x)) / x^2, 1/2 at x = 0."""
-    small = x < 1e-3
-    safe = jnp.where(small, 1.0, x)
-    return jnp.where(small, 0.5 - x / 6.0, (safe + jnp.expm1(-safe)) / (safe * safe))
+def sfr_rates(w, primary, reserve, t_s, loss_pu, relief_pu, params: GridParams):
+    """Time derivatives (per s) of the system-frequency-response model at one instant, per unit on the pre-event
+    demand D: ``w = df / f0``, `primary` (governor) and `reserve` (secondary/tertiary) output. ``relief_pu`` is the
+    load not served (accepted curtailment and relay shedding). Returns ``(dw, dprimary, dreserve)``:
 
-
-def swing_step(df_hz, u_pu, dt, params: GridParams):
-    """One exact step of the linear swing equation ``2H d(df/f0)/dt = -u - K df/f0`` with constant `u`.
-
-    Returns ``(df after dt (Hz), integral of df over the step (Hz s))``. Exact for constant input: the closed form
-    ``df(t) = df_ss + (df0 - df_ss) exp(-K t / 2H)``, ``df_ss = -u f0 / K``, written so that K = 0 (no damping or
-    droop: a ramp at the RoCoF ``-u f0 / 2H``) needs no special case.
+    - swing: ``2H dw/dt = primary + reserve + relief - loss x lost_share(t) - damping w``;
+    - primary: ``dp/dt = (clip(-governor_share w / droop, +-headroom) - p) / governor_time_s``, at most
+      ``headroom / governor_ramp_s`` per s either way;
+    - reserves: integral control ``dr/dt = -(damping + governor_share / droop) w / agc_time_s`` (the area's
+      frequency bias; with the primary settled this restores f0 with time constant ``agc_time_s``), at most
+      ``reserve_share / reserve_ramp_s`` per s, nothing before ``reserve_delay_s``.
     """
-    two_h = 2.0 * params.inertia_h
-    k = params.damping + params.governor_share / params.droop
-    x = k * dt / two_h
-    rocof = -u_pu * params.nominal_hz / two_h  # Hz/s at df = 0
-    df_next = df_hz * jnp.exp(-x) + rocof * dt * _phi(x)
-    integral = df_hz * dt * _phi(x) + rocof * dt * dt * _psi(x)
-    return df_next, integral
+    headroom = params.primary_headroom
+    stiffness = params.governor_share / params.droop
+    imbalance = primary + reserve + relief_pu - loss_pu * lost_share(t_s, params) - params.damping * w
+    target = jnp.clip(-stiffness * w, -headroom, headroom)
+    ramp = headroom / params.governor_ramp_s
+    dprimary = jnp.clip((target - primary) / params.governor_time_s, -ramp, ramp)
+    ramp_r = params.reserve_share / params.reserve_ramp_s
+    dreserve = jnp.clip(-(params.damping + stiffness) * w / params.agc_time_s, -ramp_r, ramp_r)
+    dreserve = jnp.where(t_s >= params.reserve_delay_s, dreserve, 0.0)
+    return imbalance / (2.0 * params.inertia_h), dprimary, dreserve
+
+
+def sfr_step(w, primary, reserve, t_s, dt, loss_pu, relief_pu, reserve_cap, params: GridParams):
+    """One Heun (explicit trapezoid) step of `sfr_rates` over `dt` seconds from time `t_s`; `reserve` stays in
+    ``[-reserve_share, reserve_cap]`` and `primary` in ``+-primary_headroom``.
+
+    Returns ``(w, primary, reserve)`` after the step and the step's means of `w`, `primary`, `reserve` and the lost
+    share (the trapezoid weights, so that the energy terms sum exactly to the change of ``w``: the kinetic-energy
+    balance closes). Second order in dt; accurate while ``dt (damping + governor_share / droop) / 2H`` and
+    ``dt / governor_time_s`` are well below 1 (defaults: 0.05 at dt = 0.1 s).
+    """
+    headroom = params.primary_headroom
+    dw1, dp1, dr1 = sfr_rates(w, primary, reserve, t_s, loss_pu, relief_pu, params)
+    w2 = w + dt * dw1
+    p2 = jnp.clip(primary + dt * dp1, -headroom, headroom)
+    r2 = jnp.clip(reserve + dt * dr1, -params.reserve_share, reserve_cap)
+    dw2, dp2, dr2 = sfr_rates(w2, p2, r2, t_s + dt, loss_pu, relief_pu, params)
+    # The swing's change, written as the mean of its terms at both ends (what the energy accounts integrate).
+    mean_w, mean_p, mean_r = 0.5 * (w + w2), 0.5 * (primary + p2), 0.5 * (reserve + r2)
+    mean_lost = 0.5 * (lost_share(t_s, params) + lost_share(t_s + dt, params))
+    w_next = w + dt * (mean_p + mean_r + relief_pu - loss_pu * mean_lost - params.damping * mean_w) / (
+        2.0 * params.inertia_h
+    )
+    p_next = jnp.clip(primary + 0.5 * dt * (dp1 + dp2), -headroom, headroom)
+    r_next = jnp.clip(reserve + 0.5 * dt * (dr1 + dr2), -params.reserve_share, reserve_cap)
+    return (w_next, p_next, r_next), (mean_w, mean_p, mean_r, mean_lost)
 
 
 def relay_stage(freq_hz: jax.Array, relay_hz: jax.Array) -> jax.Array:
@@ -285,64 +350,110 @@ def shed_share(stage: jax.Array, relay_shed: jax.Array) -> jax.Array:
 @pytree_dataclass
 class RoundPhysics:
     df_hz: jax.Array  # () deviation at the end of the round
+    primary_pu: jax.Array  # () primary (governor) output at the end, per unit of D
+    reserve_pu: jax.Array  # () secondary/tertiary reserve output at the end, per unit of D
     reserve_mwh: jax.Array  # () reserve energy left
     stage: jax.Array  # int32 () relay stages tripped
+    below_s: jax.Array  # () seconds the frequency has been at or below emergency_hz without a break, at the end
     min_df_hz: jax.Array  # () most negative deviation in the round (sub-step ends)
     max_abs_df_hz: jax.Array  # () largest |deviation| in the round
     shed_share_h: jax.Array  # () integral of the relays' shed share over the round, hours
-    reserve_used_mwh: jax.Array  # () energy the reserves delivered
-    governor_mwh: jax.Array  # () energy from droop response
+    lost_mwh: jax.Array  # () generation lost over the round (L x the lost share, integrated)
+    reserve_used_mwh: jax.Array  # () net energy the reserves delivered
+    governor_mwh: jax.Array  # () energy from primary response
     damping_mwh: jax.Array  # () load not drawn because of low frequency (damping; not unserved energy)
     df_integral_hz_s: jax.Array  # () integral of df dt
     abs_df_hz_s: jax.Array  # () integral of |df| dt (per sub-step |integral|)
 
 
 def round_physics(
-    df_hz, reserve_mwh, stage, loss_mw, curtailed_mw, demand_mw, params: GridParams, substeps: int
+    df_hz,
+    primary_pu,
+    reserve_pu,
+    reserve_mwh,
+    stage,
+    below_s,
+    start_s,
+    loss_mw,
+    curtailed_mw,
+    demand_mw,
+    params: GridParams,
+    substeps: int,
 ) -> RoundPhysics:
-    """One round of system time in `substeps` exact swing steps (see the module docstring, step 4).
+    """One round of system time from `start_s` (seconds since the event began) in `substeps` `sfr_step`s.
 
-    Power balance per sub-step (MW): generation ``D - L + reserve + governor`` against consumption
+    Power balance per sub-step (MW): generation ``D - L lost_share + primary + reserve`` against consumption
     ``served - damping``, with ``served = (D - C)(1 - relay share)``; the difference changes the kinetic energy
-    ``2H D df / f0`` (MW s). Relays latch; a stage trips at the end of the sub-step in which ``f <= threshold``.
+    ``2H D df / f0`` (MW s). The reserves' output is capped so that it never spends more than their energy left.
+    Relays latch; a stage trips at the end of the sub-step in which ``f <= threshold``.
     """
     dt = params.round_seconds / substeps
     dt_h = dt / 3600.0
     f32 = jnp.float32
     remaining = demand_mw - curtailed_mw
+    per_mw = 1.0 / demand_mw
+    loss_pu = loss_mw * per_mw
 
-    def body(_, carry):
-        df, reserve, stage, min_df, max_abs, shed_h, used, integral, absint = carry
+    def body(i, carry):
+        w, primary, reserve, energy, stage, below, min_df, max_abs, shed_h, lost_h, used, gov, integral, absint = carry
         share = shed_share(stage, params.relay_shed)
-        deficit = loss_mw - curtailed_mw - share * remaining
-        delivered = jnp.clip(deficit, 0.0, reserve / dt_h)
-        df_next, step_integral = swing_step(df, (deficit - delivered) / demand_mw, dt, params)
-        stage = jnp.maximum(stage, relay_stage(params.nominal_hz + df_next, params.relay_hz))
+        relief = (curtailed_mw + share * remaining) * per_mw
+        cap = jnp.minimum(params.reserve_share, jnp.maximum(energy, 0.0) * per_mw / dt_h)
+        reserve = jnp.minimum(reserve, cap)
+        t = start_s + i.astype(f32) * dt
+        (w, primary, reserve), (mean_w, mean_p, mean_r, mean_lost) = sfr_step(
+            w, primary, reserve, t, dt, loss_pu, relief, cap, params
+        )
+        df = w * params.nominal_hz
+        freq = params.nominal_hz + df
+        stage = jnp.maximum(stage, relay_stage(freq, params.relay_hz))
+        step_integral = mean_w * params.nominal_hz * dt
         return (
-            df_next,
-            jnp.maximum(reserve - delivered * dt_h, 0.0),
+            w,
+            primary,
+            reserve,
+            jnp.maximum(energy - jnp.maximum(mean_r, 0.0) * demand_mw * dt_h, 0.0),
             stage,
-            jnp.minimum(min_df, df_next),
-            jnp.maximum(max_abs, jnp.abs(df_next)),
+            jnp.where(freq <= params.emergency_hz, below + dt, 0.0),
+            jnp.minimum(min_df, df),
+            jnp.maximum(max_abs, jnp.abs(df)),
             shed_h + share * dt_h,
-            used + delivered * dt_h,
+            lost_h + mean_lost * dt_h,
+            used + mean_r * demand_mw * dt_h,
+            gov + mean_p * demand_mw * dt_h,
             integral + step_integral,
             absint + jnp.abs(step_integral),
         )
 
     zero = jnp.zeros((), f32)
-    init = (f32(df_hz), f32(reserve_mwh), jnp.int32(stage), f32(df_hz), jnp.abs(f32(df_hz)), zero, zero, zero, zero)
-    df, reserve, stage, min_df, max_abs, shed_h, used, integral, absint = jax.lax.fori_loop(0, substeps, body, init)
+    df0 = f32(df_hz)
+    init = (
+        df0 / params.nominal_hz,
+        f32(primary_pu),
+        f32(reserve_pu),
+        f32(reserve_mwh),
+        jnp.int32(stage),
+        f32(below_s),
+        df0,
+        jnp.abs(df0),
+        *(zero,) * 6,
+    )
+    out = jax.lax.fori_loop(0, substeps, body, init)
+    w, primary, reserve, energy, stage, below, min_df, max_abs, shed_h, lost_h, used, gov, integral, absint = out
     to_mwh = -demand_mw / params.nominal_hz / 3600.0  # MW s per Hz s of -df, in MWh
     return RoundPhysics(
-        df_hz=df,
-        reserve_mwh=reserve,
+        df_hz=w * params.nominal_hz,
+        primary_pu=primary,
+        reserve_pu=reserve,
+        reserve_mwh=energy,
         stage=stage,
+        below_s=below,
         min_df_hz=min_df,
         max_abs_df_hz=max_abs,
         shed_share_h=shed_h,
+        lost_mwh=loss_mw * lost_h,
         reserve_used_mwh=used,
-        governor_mwh=params.governor_share / params.droop * to_mwh * integral,
+        governor_mwh=gov,
         damping_mwh=params.damping * to_mwh * integral,
         df_integral_hz_s=integral,
         abs_df_hz_s=absint,
@@ -352,11 +463,15 @@ def round_physics(
 # -- the authority ---------------------------------------------------------------------------------------------------
 
 
-def clear_offers(offered_mw: jax.Array, ask: jax.Array, required_mw: jax.Array) -> jax.Array:
-    """Accepted MW per participant: offers ranked by ask (ties: lower index first), accepted until `required_mw`."""
+def clear_offers(offered_mw: jax.Array, ask: jax.Array, required_mw: jax.Array, voll: jax.Array) -> jax.Array:
+    """Accepted MW per participant: offers ranked by ask, accepted until `required_mw`. Equal asks go in ascending
+    value of lost load (the published `voll`; the reference's cost-minimising order), then by index: at equal asks
+    the authority takes the load that is cheapest to lose first, never the critical services first."""
     n = offered_mw.shape[0]
     index = jnp.arange(n)
-    before = (ask[None, :] < ask[:, None]) | ((ask[None, :] == ask[:, None]) & (index[None, :] < index[:, None]))
+    tie = ask[None, :] == ask[:, None]
+    cheaper = (voll[None, :] < voll[:, None]) | ((voll[None, :] == voll[:, None]) & (index[None, :] < index[:, None]))
+    before = (ask[None, :] < ask[:, None]) | (tie & cheaper)
     ahead = agent_sum(jnp.where(before, offered_mw[None, :], 0.0))
     return jnp.clip(required_mw - ahead, 0.0, offered_mw)
 
@@ -430,6 +545,9 @@ class GridCurtailment(Environment[GridState, GridParams]):
             loss_mw=(share * demand).astype(jnp.float32),
             reserve_mwh=jnp.asarray(params.reserve_energy_h * demand, jnp.float32),
             df_hz=zero,
+            primary_pu=zero,
+            reserve_pu=zero,
+            below_s=zero,
             stage=jnp.zeros((), jnp.int32),
             offer=zeros,
             ask=zeros,
@@ -507,15 +625,33 @@ def negotiation_round(state: GridState, offer, ask, params: GridParams, substeps
     settle_h = jnp.asarray(params.settlement_hours, f32)
     offered = offer * load
     covered = agent_sum(offered) >= loss - params.cover_tolerance * demand
-    accepted = jnp.where(covered, clear_offers(offered, ask, loss), offered)
+    # Interim curtailment while negotiating: the cheapest offers up to the loss in effect by the round's end (more
+    # would push the frequency above nominal while a shortfall is still developing).
+    round_end_s = (state.time + 1).astype(f32) * params.round_seconds
+    interim_mw = clear_offers(offered, ask, loss * lost_share(round_end_s, params), voll)
+    accepted = jnp.where(covered, clear_offers(offered, ask, loss, voll), interim_mw)
     at_deadline = state.time + 1 >= params.deadline
 
     phys = round_physics(
-        state.df_hz, state.reserve_mwh, state.stage, loss, agent_sum(offered), demand, params, substeps
+        state.df_hz,
+        state.primary_pu,
+        state.reserve_pu,
+        state.reserve_mwh,
+        state.stage,
+        state.below_s,
+        state.time.astype(f32) * params.round_seconds,
+        loss,
+        agent_sum(interim_mw),
+        demand,
+        params,
+        substeps,
     )
     negotiating = ~covered & ~at_deadline
     tripped = negotiating & (phys.stage > 0)
-    emergency = negotiating & ~tripped & (params.nominal_hz + phys.min_df_hz <= params.emergency_hz)
+    # The authority acts on sustained low frequency (at or below emergency_hz for emergency_s without a break, at the
+    # round's end), not on the transient nadir of the first seconds.
+    sustained = (phys.below_s > 0) & (phys.below_s >= params.emergency_s)
+    emergency = negotiating & ~tripped & sustained
     outcome = jnp.where(
         covered,
         COMPROMISE,
@@ -524,7 +660,7 @@ def negotiation_round(state: GridState, offer, ask, params: GridParams, substeps
 
     # Energy over the round's physics (only when negotiating: a compromise or a deadline decision acts at once).
     run = negotiating.astype(f32)
-    interim = offered * run  # (N,) MW, interim curtailment during the round
+    interim = interim_mw * run  # (N,) MW, interim curtailment during the round
     relay_mwh = (load - interim) * phys.shed_share_h * run
     round_curtailed = interim * round_h
     round_served = (load * round_h - round_curtailed - relay_mwh) * run
@@ -562,6 +698,9 @@ def negotiation_round(state: GridState, offer, ask, params: GridParams, substeps
     next_state = state.replace(
         reserve_mwh=jnp.where(negotiating, phys.reserve_mwh, state.reserve_mwh),
         df_hz=df_after,
+        primary_pu=jnp.where(negotiating, phys.primary_pu, state.primary_pu),
+        reserve_pu=jnp.where(negotiating, phys.reserve_pu, state.reserve_pu),
+        below_s=jnp.where(negotiating, phys.below_s, state.below_s),
         stage=jnp.where(negotiating, phys.stage, state.stage),
         offer=offer,
         ask=ask,

@@ -192,3 +192,35 @@ def simulate_events(key, env: GridCurtailment, params: GridParams, ids, pp: Poli
     keys = jax.random.split(key, events)
     ids = jnp.asarray(ids, jnp.int32)
     return jax.vmap(lambda k: simulate_event(k, env, params, ids, pp, rounds))(keys)
+
+
+def outcome_split(
+    seed: int,
+    mixes: tuple[tuple[tuple[str, int], ...], ...],
+    shortfalls: tuple[float, ...],
+    price_caps: tuple[float, ...],
+    events: int,
+    params: GridParams,
+    pp: PolicyParams | None = None,
+) -> list[dict]:
+    """The outcome split over policy mix x shortfall x price cap: one row per cell, ``policies``, ``shortfall``,
+    ``price_cap`` and `aggregate` of `events` events (seed `seed`, the same keys in every cell). One compilation per
+    mix: the shortfall and the cap are traced params."""
+    from agentlab.kernels.grid.metrics import aggregate
+
+    pp = PolicyParams() if pp is None else pp
+    rows = []
+    for mix in mixes:
+        ids = policy_ids(mix)
+        env = GridCurtailment(num_agents=len(ids))
+        run = jax.jit(
+            lambda key, p, env=env, ids=ids: simulate_events(key, env, p, ids, pp, events, int(params.deadline))
+        )
+        for shortfall in shortfalls:
+            for cap in price_caps:
+                cell = params.replace(shortfall_min=shortfall, shortfall_max=shortfall, price_cap=cap)
+                metrics, _ = run(jax.random.key(seed), cell)
+                summary = aggregate({k: np.asarray(v) for k, v in metrics.items()})
+                name = ",".join(f"{n}:{c}" for n, c in mix)
+                rows.append({"policies": name, "shortfall": shortfall, "price_cap": cap, **summary})
+    return rows
