@@ -188,6 +188,17 @@ def load_record(out: Path, command: str | None = None) -> dict:
     return record
 
 
+def check_text(path: Path, what: str) -> Path:
+    """Refuse a path whose name is not valid UTF-8 (undecodable bytes in a file name): agentlab records
+    paths in JSON and Parquet, which hold text only. Returns `path`."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+        raise UsageError(f"{what} {shown}: the name is not valid UTF-8 (agentlab records paths as text)") from None
+    return path
+
+
 def _protected(path: Path) -> str | None:
     """Why `path` may never be replaced (the filesystem root, the home directory, the current
     directory or one of its parents), or None."""
@@ -221,7 +232,7 @@ def check_out(out: Path, *, resume: bool = False, force: bool = False) -> Path:
     - a new run needs a path that can be made: no file on the way, a writable first existing folder
       and a last component of at most `MAX_NAME_BYTES` bytes.
     """
-    out = Path(out)
+    out = check_text(Path(out), "--out")
     name = Path(os.path.abspath(out)).name
     if resume and force:
         raise UsageError("--resume and --force exclude each other: continue the run, or replace it")

@@ -22,6 +22,7 @@ from agentlab.cli import (
     train_qlearn,
 )
 from agentlab.cli import eval as eval_command
+from agentlab.cli.common import one_line
 
 app = typer.Typer(
     name="agentlab",
@@ -81,7 +82,7 @@ def main() -> None:
             sys.exit(0)
         if getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
             command = error.ctx.command_path if getattr(error, "ctx", None) else "agentlab"
-            typer.echo(f"error: {error.format_message()} (see `{command} --help`)", err=True)
+            typer.echo(f"error: {one_line(error.format_message())} (see `{command} --help`)", err=True)
             sys.exit(2)
         if type(error).__name__ == "Abort":
             sys.exit(130)

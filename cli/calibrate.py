@@ -86,19 +86,26 @@ def synergy(
     rundir.check_out(out, force=force)
     record = {"data": str(path), "budget": budget, "context_window": context_window, "message_length": message_length,
               "m0": m0, "bootstrap": bootstrap, "seed": seed}  # fmt: skip
+    study = _calibrate_synergy(frame, bootstrap, seed, message_length, budget, context_window, m0)  # before writing
+    summary, fit = study["summary"], study["fit"]
     with rundir.open_run(out, "calibrate synergy", record, force=force) as work:
-        summary, fit = _calibrate_synergy(work, frame, bootstrap, seed, message_length, budget, context_window, m0)
+        rundir.write_json(work / "summary.json", summary)
+        rundir.write_parquet(work / "metrics.parquet", study["per_level"])
+        rundir.write_parquet(work / "majority.parquet", study["majority"])
+        rundir.write_json(work / "fit.json", dataclasses.asdict(fit))
+        for name, figure in study["figures"].items():
+            rundir.save_figure(work / "plots" / name, figure)
     if json:
         print_json(summary)
     if not quiet:
         _print_synergy(summary, fit, message_length, out)
 
 
-def _calibrate_synergy(out: Path, frame, bootstrap, seed, message_length, budget, context_window, m0):
-    """Fit, report and write the run's files into `out`; returns ``(summary, fit)``."""
+def _calibrate_synergy(frame, bootstrap, seed, message_length, budget, context_window, m0) -> dict:
+    """Fit and report (nothing written): ``{summary, fit, per_level, majority, figures}``. A fit that the data
+    cannot support is bad input, refused before the run directory is opened."""
     import polars as pl
 
-    from agentlab import rundir
     from agentlab.synergy import calibrate, plots
 
     fit = calibrate.fit_synergy(frame, bootstrap=bootstrap, seed=seed)
@@ -108,19 +115,21 @@ def _calibrate_synergy(out: Path, frame, bootstrap, seed, message_length, budget
     summary["majority_check_max_abs_z"] = worst
     summary["homogeneous_theory_holds"] = bool(worst <= 4)
     summary["rows"] = frame.height
-    rundir.write_json(out / "summary.json", summary)
-    per_level = pl.DataFrame({"compute": fit.compute_levels, "leaf_bias": fit.leaf_bias, "items": fit.items})
-    rundir.write_parquet(out / "metrics.parquet", per_level)
-    rundir.write_parquet(out / "majority.parquet", pl.DataFrame({k: v for k, v in check.items()}))
-    rundir.write_json(out / "fit.json", dataclasses.asdict(fit))
     gamma = summary["gamma"]
     rho = min(max(fit.rho.estimate, 0.0), 0.999)
     ranked = calibrate.candidates(fit.kappa.estimate, fit.beta.estimate, rho, gamma, m=message_length, budget=budget,
                                   window=context_window)  # fmt: skip
-    rundir.save_figure(out / "plots" / "fit.png", plots.calibration_fit(fit))
-    rundir.save_figure(out / "plots" / "majority_check.png", plots.majority_check(check))
-    rundir.save_figure(out / "plots" / "recommendation.png", plots.recommendation(ranked))
-    return summary, fit
+    return {
+        "summary": summary,
+        "fit": fit,
+        "per_level": pl.DataFrame({"compute": fit.compute_levels, "leaf_bias": fit.leaf_bias, "items": fit.items}),
+        "majority": pl.DataFrame({k: v for k, v in check.items()}),
+        "figures": {
+            "fit.png": plots.calibration_fit(fit),
+            "majority_check.png": plots.majority_check(check),
+            "recommendation.png": plots.recommendation(ranked),
+        },
+    }
 
 
 def _print_synergy(summary: dict, fit, message_length: float, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -52,6 +53,14 @@ Seed = Annotated[
 ]
 
 
+def one_line(message: object) -> str:
+    """`message` as one printable line: control characters (a newline inside a user's path, ...) and text that
+    is not valid UTF-8 (a file name's undecodable bytes) are escaped, so an error is always exactly one line."""
+    text = str(message)
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(message: str) -> None:
     """Raise the bad-input error: one line on stderr, exit code 2."""
     raise UsageError(message)
@@ -71,15 +80,17 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError as error:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {one_line(error)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as interrupt:  # a RunInterrupted says what became of the run directory
-            typer.echo(f"interrupted: {getattr(interrupt, 'message', 'nothing was written')}", err=True)
+            typer.echo(f"interrupted: {one_line(getattr(interrupt, 'message', 'nothing was written'))}", err=True)
             raise typer.Exit(130) from None
         except Exception as error:  # noqa: BLE001 - the command line's last resort
             if debug:
                 traceback.print_exc()
-            typer.echo(f"error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 for the traceback)", err=True)
+            typer.echo(
+                f"error: {type(error).__name__}: {one_line(error)} (set {DEBUG_VARIABLE}=1 for the traceback)", err=True
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -230,6 +241,18 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def deferred_progress(*columns: Any, quiet: bool):
+    """`progress_display` that appears at its first ``start()`` (the command calls it from the library's first
+    callback, once the input has been checked), so an error found while loading is the only line on stderr."""
+    progress = progress_display(*columns, quiet=quiet)
+    try:
+        yield progress
+    finally:
+        if progress.live.is_started:  # stop() prints a line break on a non-interactive console even if never shown
+            progress.stop()
 
 
 def progress_display(*columns: Any, quiet: bool, transient: bool = False):

@@ -134,6 +134,9 @@ def render(
 def check_out_file(out: Path, force: bool) -> None:
     """``--out`` must be a new (or, with `force`, an existing) .gif or .png file in a folder that exists or
     can be made and written: checked before anything is computed, one line otherwise."""
+    from agentlab.rundir import check_text
+
+    check_text(out, "--out")
     try:
         if out.is_dir():
             fail(f"--out {out} is a directory: give a file name ending in .gif or .png")

@@ -18,11 +18,11 @@ from agentlab.cli.common import (
     Seed,
     Stochasticity,
     default_out,
+    deferred_progress,
     fail,
     handle_errors,
     load_toml,
     print_json,
-    progress_display,
 )
 from agentlab.errors import choices
 
@@ -122,12 +122,13 @@ def ppo(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with progress_display(*columns, quiet=quiet) as progress:
+    with deferred_progress(*columns, quiet=quiet) as progress:
         task = progress.add_task(
             ppo_config.env, total=ppo_config.num_updates * ppo_config.batch_size, rate=0.0, ret=float("nan")
         )
 
         def on_chunk(info: dict) -> None:
+            progress.start()  # idempotent; the first call comes once the run is loaded and checked
             progress.update(
                 task,
                 completed=info["step"],

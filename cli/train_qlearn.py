@@ -21,10 +21,10 @@ from agentlab.cli.common import (
     Seed,
     apply_config_file,
     default_out,
+    deferred_progress,
     fail,
     handle_errors,
     print_json,
-    progress_display,
 )
 
 
@@ -101,10 +101,11 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
         TextColumn("mean Delta {task.fields[delta]:.3f}"),
         TimeElapsedColumn(),
     )
-    with progress_display(*columns, quiet=quiet) as progress:
+    with deferred_progress(*columns, quiet=quiet) as progress:
         task = progress.add_task("sessions", total=qconfig.sessions, delta=float("nan"))
 
         def on_batch(info: dict) -> None:
+            progress.start()  # from the first finished batch on: errors in the input come first, alone
             progress.update(task, completed=info["sessions"], delta=info["mean_delta"])
 
         summary = qlearn_training.train(

@@ -503,7 +503,7 @@ def evaluate_runs(
         name = name if name in GRIDS else "file"
     else:
         name, profiles = "list", [format_spec(parse_spec(s)) for s in grid]
-    runs = distinct_runs(runs)
+    runs = distinct_runs([rundir.check_text(Path(run), "RUN") for run in runs])
     if not runs:
         raise UsageError("no runs to evaluate")
     labels = run_labels(runs)

@@ -33,6 +33,7 @@ import numpy as np
 
 from agentlab.errors import UsageError
 from agentlab.hashing import GOLDEN, MASK32, fmix32_int, fmix32_np
+from agentlab.limits import Bound
 
 LANE_MIX = 0x632BE5AB
 INIT_PERIOD = 0xFFFFFFFF
@@ -53,25 +54,26 @@ class QLearnConfig:
     seed: int = 0
 
     def validate(self) -> QLearnConfig:
-        if self.firms < 2:
-            raise UsageError(f"--firms must be at least 2, got {self.firms}")
-        if self.prices < 2:
-            raise UsageError(f"--prices must be at least 2, got {self.prices}")
+        """Every field through its `BOUNDS` declaration (one-line `UsageError`), then the Q tables' size."""
+        for name, bound in BOUNDS.items():
+            bound.check(getattr(self, name), f"--{name.replace('_', '-')}")
         if self.prices**self.firms * self.prices * self.firms > 50_000_000:
             raise UsageError(f"{self.firms} firms x {self.prices} prices need too large Q tables (m**n * m * n > 5e7)")
-        if not 0 < self.alpha <= 1:
-            raise UsageError(f"--alpha must be in (0, 1], got {self.alpha}")
-        if self.beta < 0:
-            raise UsageError(f"--beta must be non-negative, got {self.beta}")
-        if not 0 <= self.delta < 1:
-            raise UsageError(f"--delta must be in [0, 1), got {self.delta}")
-        if self.sessions < 1:
-            raise UsageError(f"--sessions must be at least 1, got {self.sessions}")
-        if self.converge_periods < 1:
-            raise UsageError(f"--converge-periods must be at least 1, got {self.converge_periods}")
-        if not 1 <= self.max_periods < 2**32:
-            raise UsageError(f"--max-periods must be in [1, 2**32), got {self.max_periods}")
         return self
+
+
+# One declaration per QLearnConfig field (`agentlab.limits`): the CLI, --config and Python callers check through them.
+BOUNDS = {
+    "firms": Bound("firms", int, low=2, high=16),
+    "prices": Bound("prices", int, low=2, high=10_000),
+    "alpha": Bound("alpha", float, low=0, low_open=True, high=1, unit="learning rate"),
+    "beta": Bound("beta", float, low=0, high=1, unit="exploration decay per period"),
+    "delta": Bound("delta", float, low=0, high=1, high_open=True, unit="discount factor"),
+    "converge_periods": Bound("converge_periods", int, low=1, high=2**32 - 1, unit="periods"),
+    "max_periods": Bound("max_periods", int, low=1, high=2**32 - 1, unit="periods"),
+    "sessions": Bound("sessions", int, low=1, high=10**7),
+    "seed": Bound("seed", int, low=0, high=2**31 - 1),
+}
 
 
 # -- counter-based draws (NumPy; the numba and JAX versions below are the same arithmetic) -------------------------

@@ -73,8 +73,9 @@ def train(
 ) -> dict[str, Any]:
     """Train `config.seeds` seeds side by side into the run directory `out`; return the summary.
 
-    `on_chunk` receives, after every chunk, ``{"step", "total_steps", "steps_per_second",
-    "episode_return"}`` (for a progress bar). Ctrl-C leaves the last completed chunk on disk.
+    `on_chunk` receives ``{"step", "total_steps", "steps_per_second", "episode_return"}`` once when the run
+    is loaded and checked (before compiling), then after every chunk (for a progress bar, which therefore
+    never appears before an error in the input). Ctrl-C leaves the last completed chunk on disk.
     """
     config = dataclasses.replace(config, updates_per_chunk=chunk_size(config)).validate()
     with rundir.open_run(out, "train ppo", config_record(config), resume=resume, force=force, resumable=True) as work:
@@ -104,6 +105,10 @@ def _train(
     # Finish computing the state before compiling: compiling while the state's own computation is still
     # in flight deadlocks JAX 0.10's CPU client.
     state = jax.block_until_ready(state)
+    if on_chunk is not None:  # the run is valid and loaded: a progress display may appear now
+        start = int(np.asarray(state.update)[0]) * config.batch_size
+        on_chunk({"step": start, "total_steps": config.num_updates * config.batch_size, "steps_per_second": 0.0,
+                  "episode_return": float("nan")})  # fmt: skip
     compile_start = time.perf_counter()
     compiled = chunk.lower(state).compile()
     compile_seconds = compile_offset + time.perf_counter() - compile_start

@@ -242,7 +242,9 @@ def read_table(path: Path):
     Parquet (no ``PAR1`` magic) or a truncated Parquet file (no footer), or a file polars cannot parse."""
     import polars as pl
 
-    path = Path(path)
+    from agentlab.rundir import check_text
+
+    path = check_text(Path(path), "DATA")
     if not path.exists():
         raise UsageError(f"DATA {path}: no such file")
     if path.is_dir():
@@ -270,8 +272,7 @@ def read_table(path: Path):
     try:
         return pl.read_csv(path) if kind == "CSV" else pl.read_parquet(path)
     except Exception as error:  # noqa: BLE001 - a malformed file is bad input, whatever polars raises
-        problem = f"{type(error).__name__}: {_first_line(error)}"
-        raise UsageError(f"DATA {path}: cannot read it as {kind} ({problem})") from None
+        raise UsageError(f"DATA {path}: cannot read it as {kind} ({_first_line(error)})") from None
 
 
 def column_list(frame, limit: int = 12) -> str:
