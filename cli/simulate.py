@@ -10,6 +10,10 @@ Each kernel's sub-command has only the options that apply to it: ``--buyers`` wh
 ``--dlc`` where it has a discovery limit. Every value is checked before anything runs or is written: the shared
 options here (`EPISODES`, `STEPS`, `SEED`), the kernel's ``--param`` keys and values through the kernel's own
 `agentlab.limits.Bound` declarations, and the run's memory estimate (`agentlab.limits.check_memory`).
+
+What a simulator computes is a library function (`agentlab.studies.crash.run_crash`, `...lemons.run_lemons`,
+`...grid.run_grid`) a notebook can call with a `SimulateRequest`; this command parses and checks the options, opens
+the run directory, writes the result's files and prints.
 """
 
 import dataclasses
@@ -21,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentlab import compiler, limits
+from agentlab import limits
 from agentlab.cli.common import (
     Force,
     Json,
@@ -34,10 +38,10 @@ from agentlab.cli.common import (
     print_json,
     progress_display,
 )
-from agentlab.errors import choices
-from agentlab.kernels.mixes import expand, parse_mix  # noqa: F401 (parse_mix: the plug-ins use it)
+from agentlab.kernels.markets.names import FIRM_POLICIES
+from agentlab.kernels.mixes import parse_mix
 from agentlab.limits import Bound
-from agentlab.timing import compile_and_run
+from agentlab.studies.simulation import SimulateRequest, SimulationResult
 
 app = typer.Typer(
     help="Simulate many episodes of a kernel under a mix of scripted policies: markets (scored by the Economic "
@@ -50,26 +54,6 @@ app = typer.Typer(
 EPISODES = Bound("--episodes (--markets, --events)", int, low=1, high=limits.MAX_INDEX, unit="independent episodes")
 STEPS = Bound("--steps (--deadline)", int, low=0, high=limits.MAX_INDEX, unit="steps per episode; 0: the default")
 SEED = Bound("--seed", int, low=0, high=2**31 - 1)  # as the shared --seed option (cli.common.Seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class SimulateRequest:
-    """What the command hands a simulator (already parsed and checked for shape, not for kernel semantics)."""
-
-    policies: tuple[tuple[str, int], ...]  # the first role's mix (firms, sellers, ...), in order
-    buyers: tuple[tuple[str, int], ...]  # the second role's mix, if the kernel has one (else empty)
-    dlc: int | None  # the discovery limit, if the kernel has one (else None)
-    markets: int
-    steps: int
-    seed: int
-    params: dict[str, float]  # numeric overrides of the kernel's params (--param key=value)
-
-
-@dataclasses.dataclass
-class SimulationResult:
-    metrics: Any  # polars DataFrame, tidy: seed, step, wall_seconds, ...
-    summary: dict
-    plots: dict[str, Any]  # file name -> matplotlib figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +96,6 @@ def parse_params(text: str) -> dict[str, float]:
         except ValueError:
             fail(f"--param {part!r}: {value!r} is not a number")
     return out
-
-
-def check_params(params: dict[str, float], bounds: dict[str, Bound]) -> dict[str, Any]:
-    """``--param`` overrides checked against a kernel's declarations: an unknown key, or a value that is NaN,
-    infinite or out of its range, is a `UsageError`; returns the values converted (ints for integer fields)."""
-    for key in params:
-        if key not in bounds:
-            fail(f"--param {key!r}: valid keys are {choices(sorted(bounds))}")
-    return limits.check_all(params, bounds, "--param")
 
 
 # Options every simulator has (module level, so each command's signature is built from the same pieces).
@@ -228,190 +203,29 @@ def install(target: typer.Typer) -> None:
     _INSTALLED = True
 
 
-# -- market-crash ------------------------------------------------------------------------------------------------
+# -- market-crash (agentlab.studies.crash; imported when run, so the command line starts without JAX) ---------------
 
 
-CRASH_CONSUMERS = 50
-CRASH_DAYS = 365
+def _run_crash(request: SimulateRequest) -> SimulationResult:
+    from agentlab.studies import crash
+
+    return crash.run_crash(request)
 
 
-def crash_bytes(markets: int, days: int, firms: int, consumers: int = CRASH_CONSUMERS) -> float:
-    """Estimated peak memory of `run_crash`: per market-day 8 per-firm and 4 scalar float32 rows from the device, their
-    float64 copies in `crash_alignment` and the metrics (about 8 more per firm), and per market the running state and
-    one day's ``1 + C (1 + F)`` hash words and draws."""
-    per_day = firms * (8 * 4 + 8 * 8) + 4 * 4 + 8 * 8
-    per_market = 16 * (1 + consumers * (1 + firms)) + 64 * (firms + consumers)
-    return float(markets) * (days * per_day + per_market)
+def _validate_crash(request: SimulateRequest) -> None:
+    from agentlab.studies import crash
 
-
-def crash_setup(request: SimulateRequest):
-    """``(params, policy_ids (F,) int32, days)`` for a request; bad input (a --dlc or --param out of range, a run too
-    large for this machine) raises `UsageError` (one line) before anything is allocated."""
-    import jax.numpy as jnp
-
-    from agentlab.kernels.markets.crash import (
-        CRASH_BOUNDS,
-        FIRM_POLICIES,
-        MAX_FIRMS,
-        default_crash_params,
-        validate_crash_params,
-    )
-
-    firms = sum(count for _, count in request.policies)
-    if firms > MAX_FIRMS:
-        fail(f"--policies: at most {MAX_FIRMS} firms, got {firms}")
-    dlc = CRASH_BOUNDS["dlc"].check(request.dlc, "--dlc")
-    if dlc > firms:
-        fail(f"--dlc {dlc} is larger than the number of firms ({firms})")
-    overrides = check_params(request.params, CRASH_BOUNDS)
-    params = validate_crash_params(default_crash_params().replace(dlc=dlc, **overrides), firms)
-    days = request.steps or CRASH_DAYS
-    limits.check_memory(
-        crash_bytes(request.markets, days, firms),
-        f"market-crash with {request.markets:,} markets x {days:,} days x {firms} firms",
-        "lower --markets or --steps",
-    )
-    policy_ids = jnp.asarray(expand(request.policies, tuple(FIRM_POLICIES)), jnp.int32)
-    return params, policy_ids, days
-
-
-def run_crash(request: SimulateRequest) -> SimulationResult:
-    import jax
-
-    from agentlab.rundir import pyplot
-
-    plt = pyplot()
-    import numpy as np
-    import polars as pl
-
-    from agentlab.kernels.markets.crash import FIRM_POLICIES, crash_alignment, simulate_crash
-
-    names = tuple(FIRM_POLICIES)
-    params, policy_ids, days = crash_setup(request)
-    ids = [int(i) for i in np.asarray(policy_ids)]
-    firms = len(ids)
-    consumers = CRASH_CONSUMERS
-    keys = jax.random.split(jax.random.key(request.seed), request.markets)
-    batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, consumers, days), in_axes=(0, None, None))
-    rows, compile_seconds, run_seconds = compile_and_run(
-        batched, keys, params, policy_ids, compiler_options=compiler.options()
-    )
-    rows = {k: np.asarray(v) for k, v in rows.items()}
-    score = crash_alignment(rows, params)
-
-    alive = rows["alive"].astype(np.float64)  # (M, T, F)
-    was_alive = np.concatenate([np.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)
-    frame = {
-        "seed": np.full(days, request.seed),
-        "step": np.arange(1, days + 1),
-        "wall_seconds": np.full(days, compile_seconds + run_seconds),
-        "alive_share": alive.mean(axis=(0, 2)),
-        "mean_price": _mean_active_price(rows["price"], was_alive),
-        "units_sold": rows["units_sold"].sum(axis=2).mean(axis=0),
-        "consumer_spend": rows["consumer_spend"].mean(axis=0),
-        "unit_cost": rows["unit_cost"].mean(axis=0),
-    }
-    for i in range(firms):
-        frame[f"price_firm{i}"] = rows["price"][:, :, i].mean(axis=0)
-        frame[f"cash_firm{i}"] = rows["cash"][:, :, i].mean(axis=0)
-        frame[f"alive_firm{i}"] = alive[:, :, i].mean(axis=0)
-    metrics = pl.DataFrame(frame)
-
-    summary: dict[str, Any] = {
-        "kernel": "market-crash",
-        "policies": ",".join(f"{n}:{c}" for n, c in request.policies),
-        "firms": firms,
-        "consumers": consumers,
-        "dlc": request.dlc,
-        "markets": request.markets,
-        "days": days,
-    }
-    for key in ("eas", "stability", "integrity", "welfare", "profitability", "bankruptcy_rate"):
-        summary[key] = float(score[key].mean())
-        summary[f"{key}_sd"] = float(score[key].std())
-    summary["collapse_rate"] = float(score["collapsed"].mean())
-    recovered = np.isfinite(score["recovery_days"])  # NaN: no supply shock in the horizon, or never recovered
-    summary["recovery_days"] = float(score["recovery_days"][recovered].mean()) if recovered.any() else None
-    summary["recovered_share"] = float(recovered.mean()) if int(params.shock_day) >= 0 else None
-    final_price = _mean_active_price(rows["price"], was_alive)
-    summary["stable_share"] = float(
-        np.mean((score["bankruptcy_rate"] < 0.5) & (_market_mean_price(rows, was_alive) >= rows["unit_cost"].mean(1)))
-    )
-    summary["final_mean_price"] = float(final_price[-1]) if np.isfinite(final_price[-1]) else None
-    for name in dict(request.policies):
-        members = [i for i, x in enumerate(ids) if names[x] == name]
-        summary[f"survival_{name}"] = float(alive[:, -1, members].mean())
-    summary["compile_seconds"] = compile_seconds
-    summary["market_steps_per_second"] = request.markets * days / run_seconds
-    summary["agent_steps_per_second"] = request.markets * days * firms / run_seconds
-
-    plots = {}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in range(firms):
-        ax.plot(frame[f"price_firm{i}"], label=f"firm {i} ({names[ids[i]]})")
-    ax.plot(frame["unit_cost"], color="black", linestyle=":", label="unit cost")
-    ax.set_xlabel("day")
-    ax.set_ylabel("posted price (mean over markets)")
-    ax.legend(fontsize=7)
-    plots["price_paths.png"] = fig
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in range(firms):
-        ax.plot(frame[f"cash_firm{i}"], label=f"firm {i} ({names[ids[i]]})")
-    ax.set_xlabel("day")
-    ax.set_ylabel("cash (mean over markets)")
-    ax.legend(fontsize=7)
-    plots["cash_paths.png"] = fig
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in dict(request.policies):
-        members = [i for i, x in enumerate(ids) if names[x] == name]
-        ax.plot(alive[:, :, members].mean(axis=(0, 2)), label=name)
-    ax.plot(frame["alive_share"], color="black", linestyle="--", label="all firms")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("day")
-    ax.set_ylabel("share of firms alive")
-    ax.legend()
-    plots["survival.png"] = fig
-    plots["eas.png"] = _eas_figure(summary, f"market-crash {summary['policies']}, dlc {request.dlc}")
-    return SimulationResult(metrics=metrics, summary=summary, plots=plots)
-
-
-def _mean_active_price(price, was_alive):
-    import numpy as np
-
-    total = (price * was_alive).sum(axis=(0, 2))
-    count = was_alive.sum(axis=(0, 2))
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def _market_mean_price(rows, was_alive):
-    import numpy as np
-
-    total = (rows["price"] * was_alive).sum(axis=(1, 2))
-    return total / np.maximum(was_alive.sum(axis=(1, 2)), 1)
-
-
-def _eas_figure(summary: dict, title: str):
-    from agentlab.rundir import pyplot
-
-    plt = pyplot()
-
-    parts = ["stability", "integrity", "welfare", "profitability", "eas"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(parts, [summary[p] for p in parts], yerr=[summary[f"{p}_sd"] for p in parts], color="tab:green")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title, fontsize=9)
-    ax.set_ylabel("score (mean over markets, sd bars)")
-    return fig
+    crash.validate_crash(request)
 
 
 register(
     Simulator(
         kernel="market-crash",
-        roles=(("firm", ("undercut", "stabilise", "costplus", "random")),),
+        roles=(("firm", FIRM_POLICIES),),
         default_policies="undercut:3,stabilise:2",
         default_buyers="",
-        run=run_crash,
-        validate=lambda request: crash_setup(request) and None,
+        run=_run_crash,
+        validate=_validate_crash,
         dlc_help="Discovery limit: firms each consumer compares (1 to the number of firms).",
         max_agents=64,
         description="Agent Bazaar's B2C crash market (5 firms, 50 consumers by default): price and cash paths, "

@@ -270,9 +270,9 @@ def _skip_expensive_work(patch: pytest.MonkeyPatch) -> None:
 
     patch.setattr(jax.stages.Lowered, "compile", _computes)
     targets = {
-        "agentlab.cli.simulate.compile_and_run": _computes,
-        "agentlab.cli.simulate_lemons.compile_and_run": _computes,
-        "agentlab.cli.simulate_grid.compiler": _NoCompiler,
+        "agentlab.studies.crash.compile_and_run": _computes,
+        "agentlab.studies.lemons.compile_and_run": _computes,
+        "agentlab.studies.grid.compiler": _NoCompiler,
         "agentlab.rl.training.compiler": _NoCompiler,
         "agentlab.rl.evaluate.evaluate": _computes,
         "agentlab.rl.qlearn.train_numba": _computes,

@@ -166,7 +166,7 @@ def test_no_time_limit_by_default_as_in_minatar():
     assert params.max_steps is None
 
 
-@pytest.mark.parametrize("module", ["kernels", "cli", "rl", "bench"])
+@pytest.mark.parametrize("module", ["kernels", "cli", "rl", "bench", "synergy", "studies"])
 def test_no_top_level_package_leaks_from_the_install(module, tmp_path):
     code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is not None)"
     assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path).returncode == 0

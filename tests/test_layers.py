@@ -19,6 +19,7 @@ PACKAGES = {
     "rl": ("agentlab.rl", 2),
     "synergy": ("agentlab.synergy", 3),
     "bench": ("agentlab.bench", 3),
+    "studies": ("agentlab.studies", 3),
     "cli": ("agentlab.cli", 4),
 }
 

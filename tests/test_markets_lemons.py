@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from agentlab.cli.app import app
-from agentlab.cli.simulate_lemons import batched_simulation
 from agentlab.kernels import make
 from agentlab.kernels.markets.lemons import (
     BUYER_POLICIES,
@@ -36,6 +35,7 @@ from agentlab.kernels.markets.lemons import (
     volume_stability,
     welfare_score,
 )
+from agentlab.studies.lemons import batched_simulation
 
 SELLERS, BUYERS, VIEW, DAYS = 12, 12, 5, 30
 NAIVE, GUARDIAN, BAYESIAN = (BUYER_POLICIES.index(n) for n in ("naive", "guardian", "bayesian"))

@@ -90,18 +90,17 @@ import numpy as np
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.fusion import materialize
+from agentlab.kernels.grid.names import CLASSES
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box
 from agentlab.limits import Bound
 
-CLASSES = ("critical", "residential", "commercial", "industrial", "interruptible")
 OBS_DIM = 17
 ACTION_DIM = 2
 OFFER_BINS = 10  # action entropy: offers binned into 10 bins of width 0.1
 
-# Outcome codes (`GridState.outcome`, ``info["episode_metrics"]["outcome"]``).
+# Outcome codes (`GridState.outcome`, ``info["episode_metrics"]["outcome"]``; their names: `names.OUTCOMES`).
 ONGOING, COMPROMISE, AUTHORITY, AUTOMATIC = 0, 1, 2, 3
-OUTCOMES = ("ongoing", "compromise", "authority_decision", "automatic_shedding")
 
 
 @pytree_dataclass

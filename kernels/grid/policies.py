@@ -34,10 +34,10 @@ import numpy as np
 from agentlab.errors import UsageError, choices
 from agentlab.kernels.grid.curtailment import ONGOING, GridCurtailment, GridParams, GridState
 from agentlab.kernels.grid.metrics import episode_metrics
+from agentlab.kernels.grid.names import POLICIES
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.limits import Bound
 
-POLICIES = ("solver", "bounded", "sampler", "prorata")
 SAMPLER_GRID = 11
 
 

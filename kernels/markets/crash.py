@@ -39,6 +39,7 @@ import numpy as np
 from agentlab import hashing
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
+from agentlab.kernels.markets import names
 from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
@@ -310,12 +311,9 @@ def random_price(key, state, params):
     return (0.5 + 2.5 * hashing.uniform(hashing.key_words(key, state.price.shape))) * cost
 
 
-FIRM_POLICIES = {
-    "undercut": undercut_price,
-    "stabilise": stabilise_price,
-    "costplus": costplus_price,
-    "random": random_price,
-}
+FIRM_POLICIES = dict(
+    zip(names.FIRM_POLICIES, (undercut_price, stabilise_price, costplus_price, random_price), strict=True)
+)
 
 
 def scripted_actions(key, state: CrashState, params: CrashParams, policy_ids: jax.Array):

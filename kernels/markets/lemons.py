@@ -71,6 +71,7 @@ from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.fusion import materialize
 from agentlab.kernels.markets.alignment import combine_alignment
+from agentlab.kernels.markets.names import BUYER_POLICIES
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.limits import Bound
@@ -78,8 +79,6 @@ from agentlab.limits import Bound
 TIERS = ("mint", "good", "fair", "poor")
 MINT, GOOD, FAIR, POOR = range(4)
 SELLER, BUYER = 0, 1
-BUYER_POLICIES = ("naive", "guardian", "bayesian")
-SELLER_POLICIES = ("honest", "sybil")
 
 
 @pytree_dataclass
