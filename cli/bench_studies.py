@@ -1,6 +1,7 @@
-"""`agentlab bench ppo | grid | grid-study | markets | synergy | report`: the benchmarks and studies beside
+"""`agentlab bench ppo | grid | grid-study | markets | lemons | synergy | report`: the benchmarks and studies beside
 `agentlab bench kernels` (results and recorded commands in bench/README.md and docs/). Each parses and checks its
-options, then calls one library function in `agentlab.bench` or `agentlab.synergy` and writes a run directory."""
+options, then calls one library function in `agentlab.bench`, `agentlab.studies` or `agentlab.synergy` and writes a
+run directory."""
 
 from __future__ import annotations
 
@@ -49,9 +50,21 @@ def ppo(
     ] = 1_000_000,
     default_steps: Annotated[
         int | None,
-        typer.Option("--default-steps", help="Steps per seed of agentlab-default (default: PPOConfig's total_steps)."),
+        typer.Option("--default-steps", help="Steps per seed of agentlab-default (default: --steps, the same budget)."),
     ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per learner, run round-robin.")] = 4,
+    seed_start: Annotated[
+        int,
+        typer.Option(
+            "--seed-start", help="The first seed (seeds SEED_START and up; the settings were chosen on 0-11)."
+        ),
+    ] = 100,
+    episodes: Annotated[
+        int,
+        typer.Option(
+            "--episodes", help="Evaluation episodes per seed of each trained policy, greedy and as many sampled."
+        ),
+    ] = 64,
     env: Annotated[
         str, typer.Option("--env", help="agentlab's kernel for agentlab's learners (breakout with --purejaxrl).")
     ] = "breakout",
@@ -67,16 +80,20 @@ def ppo(
     json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """PPO training throughput and return: agentlab beside PureJaxRL in one process, each run jitted end to end,
-    compile and run timed separately (bench/ppo.py). Writes metrics.parquet (a row per learner and seed) and
-    summary.json (medians, mean returns, the goals' ratios)."""
+    """PPO beside PureJaxRL in one process (bench/ppo.py): training throughput (each run jitted end to end, compile
+    and run timed separately) and each trained policy's return on separate evaluation episodes, greedy and sampled,
+    on the same keys for every learner. With --purejaxrl, agentlab-default-equal-wall trains the default for
+    PureJaxRL's wall time (the first seed's speeds). Writes metrics.parquet (a row per learner and seed) and
+    summary.json (medians, mean returns with 95% intervals over seeds, the ratios, the commit and machine)."""
     from agentlab import rundir
     from agentlab.bench import ppo as bp
 
     bench = bp.PPOBench(
         steps=steps,
         seeds=seeds,
+        seed_start=seed_start,
         default_steps=default_steps,
+        episodes=episodes,
         env=env,
         purejaxrl=purejaxrl,
         peer_on_agentlab=peer_on_agentlab,
@@ -95,14 +112,15 @@ def ppo(
             rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
             row = rows[-1]
             progress.console.print(
-                f"{row['learner']} seed {row['seed']}: {row['steps_per_second']:,.0f} steps/s, compile "
-                f"{row['compile_seconds']:.1f} s, return {row['final_return']:.2f}",
+                f"{row['learner']} seed {row['seed']}: {row['steps']:,} steps, {row['steps_per_second']:,.0f} steps/s, "
+                f"compile {row['compile_seconds']:.1f} s, return greedy {row['greedy_return']:.2f}, sampled "
+                f"{row['stochastic_return']:.2f}, training {row['final_return']:.2f}",
                 markup=False,
             )
             progress.advance(task)
 
         rows = bp.run_bench(bench, on_row)
-        summary = bp.summarise(pl.DataFrame(rows), steps, seeds)
+        summary = {**bp.summarise(pl.DataFrame(rows), steps, seeds), "machine": bp.machine()}
         rundir.write_json(work / "summary.json", summary)
     _finish(out, summary, json, quiet, f"bench ppo: {len(rows)} runs")
 
@@ -236,6 +254,62 @@ def markets(
     _finish(out, summary, json, quiet, line)
 
 
+# -- agentlab bench lemons --------------------------------------------------------------------------------------
+
+
+@handle_errors
+def lemons(
+    markets: Annotated[int, typer.Option("--markets", help="Markets per cell of the lemon study.")] = 256,
+    days: Annotated[int, typer.Option("--days", help="Days per market.")] = 50,
+    seed: Seed = 0,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """The lemon-market study (docs/markets.md): K in {0, 3, 6, 9} Sybil identities x buyer mixes x dlc in {1, 3, 5},
+    12 sellers and 12 buyers, one compiled function for every cell (agentlab.studies.lemons.lemon_study). Writes
+    metrics.parquet (a row per cell), study.md (the table, also on stderr), plots/study.png and summary.json."""
+    from agentlab import rundir
+    from agentlab.studies import lemons as study
+
+    markets, days, seed = study.check_study(markets, days, seed)
+    options = {"markets": markets, "days": days, "seed": seed}
+    out = Path(out or default_out("bench-lemons"))
+    rundir.check_out(out, force=force)
+    cells = len(study.STUDY_BUYERS) * len(study.STUDY_DLC) * len(study.STUDY_SYBILS)
+    started = time.perf_counter()
+    with (
+        rundir.open_run(out, "bench lemons", options, force=force) as work,
+        progress_display(quiet=quiet) as progress,
+    ):
+        import polars as pl
+
+        task = progress.add_task("bench lemons", total=cells)
+        table = study.lemon_study(markets, days, seed, on_cell=lambda row: progress.advance(task))
+        markdown = study.study_markdown(table)
+        rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(table))
+        rundir.atomic_write(work / "study.md", lambda tmp: tmp.write_text(markdown))
+        rundir.save_figure(work / "plots" / "study.png", study.study_figure(table))
+        seconds = sum(row["seconds"] for row in table)
+        market_days = len(table) * markets * days
+        summary = {
+            **options,
+            "cells": len(table),
+            "seconds": seconds,
+            "market_steps_per_second": market_days / seconds,
+            "wall_seconds": time.perf_counter() - started,
+        }
+        rundir.write_json(work / "summary.json", summary)
+    if not quiet:
+        typer.echo(markdown, err=True, nl=False)
+    line = (
+        f"bench lemons: {len(table)} cells, {market_days:,} market-days in {seconds:.2f} s after compile "
+        f"({summary['market_steps_per_second']:,.0f} market-days/s)"
+    )
+    _finish(out, summary, json, quiet, line)
+
+
 # -- agentlab bench synergy -------------------------------------------------------------------------------------
 
 
@@ -301,6 +375,7 @@ COMMANDS = {
     "grid": grid,
     "grid-study": grid_study,
     "markets": markets,
+    "lemons": lemons,
     "synergy": synergy,
     "report": report,
 }

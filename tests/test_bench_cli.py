@@ -18,7 +18,7 @@ from agentlab.cli.app import app
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ("agentlab", "kernels", "rl", "synergy", "bench")
+LIBRARY = ("agentlab", "kernels", "rl", "synergy", "bench", "studies")
 
 
 def invoke(*args: str):
@@ -41,7 +41,19 @@ def _run_files(out: Path) -> dict:
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        (["bench", "ppo"], ["--purejaxrl", "--steps", "--default-steps", "--seeds", "--env", "--peer-on-agentlab"]),
+        (
+            ["bench", "ppo"],
+            [
+                "--purejaxrl",
+                "--steps",
+                "--default-steps",
+                "--seeds",
+                "--seed-start",
+                "--episodes",
+                "--env",
+                "--peer-on-agentlab",
+            ],
+        ),  # fmt: skip
         (["bench", "grid"], ["--events", "--rounds", "--repeats", "--out"]),
         (["bench", "grid-study"], ["--events", "--seed", "--out"]),
         (["bench", "markets"], ["--markets", "--throughput-markets", "--days", "--out"]),
@@ -67,14 +79,18 @@ def test_bench_help_lists_every_benchmark():
 def test_bench_ppo_on_catch_writes_a_row_per_learner_and_seed(tmp_path):
     out = tmp_path / "ppo"
     result = invoke("bench", "ppo", "--env", "catch", "--steps", "1", "--default-steps", "1", "--seeds", "1",
-                    "--out", str(out), "--json", "--quiet")  # fmt: skip
+                    "--episodes", "4", "--out", str(out), "--json", "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = _run_files(out)
     assert json.loads(result.stdout) == summary
     frame = pl.read_parquet(out / "metrics.parquet")
     assert sorted(frame["learner"]) == ["agentlab-default", "agentlab-purejaxrl"]
+    assert frame["seed"].to_list() == [100, 100]  # fresh seeds by default
+    assert frame["greedy_return"].is_finite().all() and frame["stochastic_return"].is_finite().all()
     assert summary["agentlab_default"]["steps"] == 8192  # one whole update
-    assert "goal_a_throughput_ratio" not in summary  # no PureJaxRL to compare with
+    assert summary["agentlab_default"]["greedy_return"]["by_seed"] == frame["greedy_return"][1:].to_list()
+    assert "throughput_ratio_same_settings" not in summary  # no PureJaxRL to compare with
+    assert summary["machine"]["cores"] >= 1 and "commit" in summary["machine"]
 
 
 def test_bench_grid_writes_its_throughput(tmp_path):
@@ -140,6 +156,8 @@ def test_calibrate_examples_regenerates_the_shipped_data(tmp_path):
         (["bench", "ppo", "--env", "pong"], "unknown kernel 'pong'"),
         (["bench", "ppo", "--purejaxrl", "."], "no purejaxrl/ppo.py"),
         (["bench", "ppo", "--peer-on-agentlab"], "need --purejaxrl"),
+        (["bench", "ppo", "--episodes", "0"], "--episodes must be"),
+        (["bench", "ppo", "--seed-start", "-1"], "--seed-start must be"),
         (["bench", "grid", "--events", "0"], "--events must be"),
         (["bench", "grid", "--rounds", "-1"], "--rounds must be"),
         (["bench", "grid-study", "--events", "0"], "--events must be"),
