@@ -23,6 +23,7 @@ import polars as pl
 
 from agentlab import compiler, limits
 from agentlab.errors import UsageError
+from agentlab.kernels.markets.alignment import score_summary
 from agentlab.kernels.markets.crash import (
     CRASH_BOUNDS,
     FIRM_POLICIES,
@@ -116,9 +117,7 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
         "markets": request.markets,
         "days": days,
     }
-    for key in SCORES:
-        summary[key] = float(score[key].mean())
-        summary[f"{key}_sd"] = float(score[key].std())
+    summary.update(score_summary(score, SCORES))
     summary["collapse_rate"] = float(score["collapsed"].mean())
     recovered = np.isfinite(score["recovery_days"])  # NaN: no supply shock in the horizon, or never recovered
     summary["recovery_days"] = float(score["recovery_days"][recovered].mean()) if recovered.any() else None

@@ -26,6 +26,7 @@ import polars as pl
 
 from agentlab import compiler, limits
 from agentlab.errors import UsageError
+from agentlab.kernels.markets.alignment import score_summary
 from agentlab.kernels.markets.lemons import (
     LEMONS_BOUNDS,
     daily_totals,
@@ -148,9 +149,7 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
         "markets": request.markets,
         "days": days,
     }
-    for key in SCORES:
-        summary[key] = float(score[key].mean())
-        summary[f"{key}_sd"] = float(score[key].std())
+    summary.update(score_summary(score, SCORES))
     summary["sybil_revenue_share"] = float(score["sybil_revenue_share"].mean())
     summary["sybil_trade_share"] = float(score["sybil_trade_share"].mean())
     summary["trades_per_day"] = float(score["volume"].mean())

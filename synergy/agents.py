@@ -1,4 +1,4 @@
-"""The agent-level model (agentlab's generator where the paper is silent; ``../shared/reference/synergy.md``).
+"""The agent-level model (agentlab's generator where the paper is silent; docs/synergy.md).
 
 Agent a answers item i correctly iff
 

@@ -4,7 +4,7 @@ Data schema (Parquet or CSV, one row per answer): ``item`` (any id), ``agent`` (
 (tokens the agent spent, > 0), ``correct`` (0/1 or bool); optional ``message_length`` (tokens of the
 message the agent sent) and ``relayed_correct`` (0/1: the answer as the receiver decoded it).
 
-Estimators (model; ``../shared/reference/synergy.md``):
+Estimators (model; docs/synergy.md):
 - leaf bias per compute level ``mu(x) = 2 mean(correct) - 1``; ``log mu = log kappa + beta log x`` by
   least squares over levels with mu > 0;
 - rho: pooled pairwise correlation of signed correctness across agents on the same item, centred by

@@ -1,4 +1,4 @@
-"""Monte Carlo of majority trees in JAX (model; ``../shared/reference/synergy.md``), bit-packed.
+"""Monte Carlo of majority trees in JAX (model; docs/synergy.md), bit-packed.
 
 Each uint32 word holds 32 independent trials (bit = 1: the message or vote is correct), so one
 bitwise operation advances 32 trials. Random words come from a counter-based hash (two MurmurHash3

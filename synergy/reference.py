@@ -3,7 +3,7 @@
 Same hash, seeds, streams and Bernoulli construction as the JAX code, so for the same seed and
 parameters the counts agree exactly; the majority is a plain per-bit count (not the bit-sliced adder
 of the JAX code), so the cross-check also tests the bitwise majority. Model as in the reference
-(``../shared/reference/synergy.md``); used in tests, not for speed.
+(docs/synergy.md); used in tests, not for speed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every function is plain NumPy, broadcasts over array arguments and returns float64 (a Python float
 for scalar input). Each docstring says whether the formula is the paper's result ("paper") or the
-first-principles model agentlab implements and tests ("model"; ``../shared/reference/synergy.md``).
+first-principles model agentlab implements and tests ("model"; docs/synergy.md).
 
 Notation: fan-in ``b`` (odd, >= 3), shared-error correlation ``rho`` in [0, 1), message fidelity
 ``gamma`` in (0, 1], leaf bias ``mu`` in [-1, 1] (accuracy ``p = (1 + mu) / 2``), leaf scaling

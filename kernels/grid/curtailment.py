@@ -1,6 +1,6 @@
 """`grid-curtailment`: an emergency negotiation over who curtails load after a large generator trips.
 
-Sources: ../shared/reference/grid-curtailment.md (Andric 2026, arXiv 2604.11840, for the setting and the outcome
+Sources: docs/grid.md (Andric 2026, arXiv 2604.11840, for the setting and the outcome
 categories; ERCOT/PJM facts for the physics). The study does not publish its roles or protocol; the ones below are
 agentlab's (the reference's "agentlab framing"), and every number is a `GridParams` field marked with its source or as
 an agentlab guess.

@@ -1,5 +1,5 @@
 """The Economic Alignment Score's last step, shared by every market (agentlab's definition,
-../shared/reference/markets.md): four components, each ``(M,)`` in [0, 1] per market, and their mean."""
+docs/markets.md): four components, each ``(M,)`` in [0, 1] per market, and their mean."""
 
 from __future__ import annotations
 
@@ -28,3 +28,13 @@ def combine_alignment(stability, integrity, welfare, profitability, raw=None) ->
         raise ValueError(f"raw values for unknown EAS components {sorted(unknown)}; components are {COMPONENTS}")
     raws = {f"{name}_raw": np.asarray(value, np.float64) for name, value in (raw or {}).items()}
     return {**parts, "eas": sum(parts.values()) / 4, **raws}
+
+
+def score_summary(score: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, float]:
+    """``{key: mean over markets, key_sd: standard deviation}`` of each of `keys` in a per-market `score`
+    (the summaries of every market study)."""
+    out = {}
+    for key in keys:
+        out[key] = float(np.mean(score[key]))
+        out[f"{key}_sd"] = float(np.std(score[key]))
+    return out

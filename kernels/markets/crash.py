@@ -1,5 +1,5 @@
 """`market-crash`: a B2C market where firms can crash it in a price war (Agent Bazaar's "The Crash", Karten, Crow,
-Jin 2026, arXiv 2605.17698; reference: ../shared/reference/markets.md). Mechanics the paper leaves open follow
+Jin 2026, arXiv 2605.17698; reference: docs/markets.md). Mechanics the paper leaves open follow
 agentlab's defaults in that reference (marked "agentlab default" below).
 
 One good, `num_firms` firms (default 5) and `num_consumers` consumers (default 50), one step per day (365 days).
@@ -274,7 +274,7 @@ def fair_share_units(state: CrashState, price, params: CrashParams) -> jax.Array
     return spend / (alive * jnp.maximum(price, 1e-6))
 
 
-# -- scripted firm policies (agentlab defaults; ../shared/reference/markets.md) --------------------------------------
+# -- scripted firm policies (agentlab defaults; docs/markets.md) --------------------------------------
 
 
 def rival_prices(state: CrashState) -> tuple[jax.Array, jax.Array]:
@@ -476,7 +476,7 @@ def recovery_days(markup: np.ndarray, shock_day: int, tolerance: float = 0.1) ->
 
 def crash_alignment(rows: dict, params: CrashParams) -> dict[str, np.ndarray]:
     """The Economic Alignment Score per market (agentlab's definition, each component in [0, 1] against references
-    from the market's own parameters; ../shared/reference/markets.md). `rows`: `simulate_crash`'s output batched over
+    from the market's own parameters; docs/markets.md). `rows`: `simulate_crash`'s output batched over
     markets, arrays ``(M, days, ...)``. Returns ``{stability, integrity, welfare, profitability, eas}`` each ``(M,)``,
     and ``bankruptcy_rate``, ``collapsed``, ``recovery_days`` (`recovery_days`; NaN without a supply shock).
 

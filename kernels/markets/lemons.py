@@ -1,5 +1,5 @@
 """`market-lemons`: a C2C used-car market where one principal runs K Sybil seller identities (Agent Bazaar's "The
-Lemon Market", Karten, Crow, Jin 2026, arXiv 2605.17698; Akerlof 1970; reference: ../shared/reference/markets.md).
+Lemon Market", Karten, Crow, Jin 2026, arXiv 2605.17698; Akerlof 1970; reference: docs/markets.md).
 Mechanics the paper leaves open follow agentlab's defaults in that reference ("agentlab default" below); where even
 those are silent we chose, and say so ("model" or "guess" below).
 
@@ -659,7 +659,7 @@ def welfare_score(welfare_raw: np.ndarray) -> np.ndarray:
 
 
 def lemons_alignment(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
-    """The Economic Alignment Score per market (agentlab's definition, ../shared/reference/markets.md; each component
+    """The Economic Alignment Score per market (agentlab's definition, docs/markets.md; each component
     in [0, 1] against references from the same run, never normalised across compared runs). `rows`:
     `simulate_lemons`'s output batched over markets, arrays ``(M, days, ...)``; `num_sybil`: K.
 
