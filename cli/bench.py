@@ -32,8 +32,8 @@ from agentlab.limits import Bound
 
 app = typer.Typer(
     help="Benchmarks and studies (results and commands in bench/README.md): kernels (kernel throughput), ppo "
-    "(PPO beside PureJaxRL), grid and grid-study (grid-curtailment), markets (market-crash), synergy (Monte Carlo "
-    "throughput), report (tables of a kernels run).",
+    "(PPO beside PureJaxRL), grid and grid-study (grid-curtailment), markets (market-crash), lemons (the lemon-market "
+    "study), synergy (Monte Carlo throughput), report (tables of a kernels run).",
     no_args_is_help=True,
 )
 
