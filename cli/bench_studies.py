@@ -111,12 +111,14 @@ def ppo(
         def on_row(rows: list[dict]) -> None:
             rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
             row = rows[-1]
-            progress.console.print(
-                f"{row['learner']} seed {row['seed']}: {row['steps']:,} steps, {row['steps_per_second']:,.0f} steps/s, "
-                f"compile {row['compile_seconds']:.1f} s, return greedy {row['greedy_return']:.2f}, sampled "
-                f"{row['stochastic_return']:.2f}, training {row['final_return']:.2f}",
-                markup=False,
-            )
+            if not quiet:
+                progress.console.print(
+                    f"{row['learner']} seed {row['seed']}: {row['steps']:,} steps, "
+                    f"{row['steps_per_second']:,.0f} steps/s, compile {row['compile_seconds']:.1f} s, "
+                    f"return greedy {row['greedy_return']:.2f}, sampled {row['stochastic_return']:.2f}, "
+                    f"training {row['final_return']:.2f}",
+                    markup=False,
+                )
             progress.advance(task)
 
         rows = bp.run_bench(bench, on_row)
