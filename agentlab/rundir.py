@@ -78,23 +78,24 @@ def read_json_file(path: Path, what: str = "file") -> Any:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise file_error(what, path, error) from None
+        raise file_error(f"{what} {path}", error) from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         raise UsageError(f"{what} {path} is not valid JSON (corrupt or truncated?): {error}") from None
 
 
-def file_error(what: str, path: Path, error: OSError) -> UsageError:
-    """The one-line `UsageError` for an OS error on opening a file a user named (`what` says which:
-    ``--config``, ``checkpoint``, ...)."""
+def file_error(label: str, error: OSError) -> UsageError:
+    """The one-line `UsageError` for an OS error on a file a user named; `label` names it (``checkpoint
+    PATH``, ``--grid PATH``, ...)."""
+    label = label.removesuffix(":")
     if isinstance(error, FileNotFoundError):
-        return UsageError(f"{what} {path}: no such file")
+        return UsageError(f"{label}: no such file")
     if isinstance(error, IsADirectoryError):
-        return UsageError(f"{what} {path} is a directory, not a file")
+        return UsageError(f"{label} is a directory, not a file")
     if isinstance(error, PermissionError):
-        return UsageError(f"{what} {path}: permission denied")
-    return UsageError(f"{what} {path}: {error.strerror or error}")
+        return UsageError(f"{label}: permission denied")
+    return UsageError(f"{label}: {error.strerror or error}")
 
 
 def write_parquet(path: Path, frame: Any) -> Path:
@@ -270,12 +271,20 @@ def check_out(out: Path, *, resume: bool = False, force: bool = False) -> Path:
         return out
     if resume:
         raise UsageError(f"--resume given but {out} does not exist or is empty")
-    ancestor = _first_existing(out.parent)
+    check_creatable(out)
+    return out
+
+
+def check_creatable(out: Path) -> None:
+    """``--out`` (a run folder or a file) can be made: its first existing ancestor is a writable folder."""
+    try:
+        ancestor = _first_existing(Path(out).parent)
+    except OSError as error:
+        raise file_error(f"--out {out}:", error) from None
     if not ancestor.is_dir():
         raise UsageError(f"--out {out}: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: cannot write in {ancestor} (permission denied)")
-    return out
 
 
 def _first_existing(path: Path) -> Path:

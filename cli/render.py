@@ -134,7 +134,7 @@ def render(
 def check_out_file(out: Path, force: bool) -> None:
     """``--out`` must be a new (or, with `force`, an existing) .gif or .png file in a folder that exists or
     can be made and written: checked before anything is computed, one line otherwise."""
-    from agentlab.rundir import check_text
+    from agentlab.rundir import check_creatable, check_text
 
     check_text(out, "--out")
     try:
@@ -153,14 +153,8 @@ def check_out_file(out: Path, force: bool) -> None:
                 fail(f"--out {out} already exists: pass --force to overwrite it")
             if not out.is_file():
                 fail(f"--out {out} exists and is not a regular file")
-        folder = Path(os.path.abspath(out)).parent
-        while not (folder.exists() or folder.is_symlink()):
-            folder = folder.parent
     except PermissionError:
         fail(f"--out {out}: permission denied")
     except OSError as error:
         fail(f"--out {out}: {error.strerror or error}")
-    if not folder.is_dir():
-        fail(f"--out {out}: {folder} is a file, not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"--out {out}: cannot write in {folder} (permission denied)")
+    check_creatable(out)

@@ -81,7 +81,7 @@ def _read(path: Path) -> tuple[list[np.ndarray], dict | None]:
     try:
         data = np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        raise file_error("checkpoint", path, error) from None
+        raise file_error(f"checkpoint {path}", error) from None
     except ValueError:  # neither a zip nor an .npy: numpy took it for a pickle
         raise UsageError(f"checkpoint {path} is not an .npz archive (corrupt or foreign)") from None
     except (zipfile.BadZipFile, EOFError, OSError) as error:

@@ -136,12 +136,8 @@ def read_grid(path: Path, what: str | None = None) -> list[str]:
                 f"(at most {limits.format_bytes(MAX_GRID_BYTES)}: one stochasticity string per line)"
             )
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{what}: no such file") from None
-    except PermissionError:
-        raise UsageError(f"{what}: permission denied") from None
     except OSError as error:
-        raise UsageError(f"{what}: {error.strerror or error}") from None
+        raise rundir.file_error(what, error) from None
     try:
         text = data.decode("utf-8") if b"\0" not in data else None
     except UnicodeDecodeError:

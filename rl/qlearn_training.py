@@ -179,7 +179,7 @@ def load_batch(out: Path, start: int) -> dict | None:
     except (zipfile.BadZipFile, ValueError, EOFError):  # truncated, corrupt or not an archive: recompute it
         return None
     except OSError as error:
-        raise UsageError(f"session batch {path}: {error.strerror or error}") from None
+        raise rundir.file_error(f"session batch {path}", error) from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         return None
     with data:
