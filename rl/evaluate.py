@@ -14,6 +14,8 @@ or p = 0) gives the same episodes, return for return.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 import stat
@@ -277,8 +279,16 @@ def make_episodes(learner: PPO, spec: str, episodes: int, greedy: bool = False):
     `key` splits into the episodes' reset keys and one key per time step, which splits into the policy's
     action key and the episodes' step keys. Nothing depends on `spec`, so under common keys two profiles
     see the same reset states, game draws and action draws (the kernels draw each profile's randomness
-    from its own stream)."""
-    config = learner.config
+    from its own stream).
+
+    Cached per (configuration, `spec`, `episodes`, `greedy`), the seed aside (the policy's network does not
+    depend on it), so evaluating many seeds, runs or benchmark rounds of one configuration compiles once."""
+    return _episodes_function(dataclasses.replace(learner.config, seed=0, seeds=1), spec, episodes, greedy)
+
+
+@functools.lru_cache(maxsize=64)
+def _episodes_function(config: PPOConfig, spec: str, episodes: int, greedy: bool):
+    learner = PPO(config)
     limit = config.time_limit
     env, env_params = make_eval_env(config, spec)
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
