@@ -26,7 +26,7 @@ GYMNAX_IDS = {
     "breakout": "Breakout-MinAtar",
     "freeway": "Freeway-MinAtar",
     "seaquest": "Seaquest-MinAtar",
-    "space_invaders": "SpaceInvaders-MinAtar",
+    "space-invaders": "SpaceInvaders-MinAtar",
 }
 IMPLEMENTATIONS = ("agentlab", "gymnax")
 

@@ -54,6 +54,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -449,6 +450,7 @@ class PPOBench:
     default_steps: int | None = None  # steps of agentlab-default; None: `steps` (the same budget)
     episodes: int = 64  # evaluation episodes per mode (greedy, stochastic) and seed
     env: str = "breakout"  # agentlab's kernel for agentlab's learners; the peers need breakout
+    env_options: tuple[tuple[str, Any], ...] = ()  # its make() options (--env-option), sorted pairs
     purejaxrl: Path | None = None  # a checkout of luchris429/purejaxrl; None: agentlab's learners only
     peer_on_agentlab: bool = False  # + purejaxrl-on-agentlab: PureJaxRL's learner on agentlab's breakout
     peer_with_our_options: bool = False  # + purejaxrl-agentlab-xla: PureJaxRL compiled with agentlab's options
@@ -463,14 +465,15 @@ class PPOBench:
             value = getattr(self, name)
             if value is not None:
                 STEPS.check(value, f"--{name.replace('_', '-')}")
-        agentlab_config(self.steps, 0, self.env, **PUREJAXRL_SETTINGS).validate()
-        agentlab_config(self.default_steps or self.steps, 0, self.env).validate()
+        options = {"env_options": self.env_options}
+        agentlab_config(self.steps, 0, self.env, **options, **PUREJAXRL_SETTINGS).validate()
+        agentlab_config(self.default_steps or self.steps, 0, self.env, **options).validate()
         if self.purejaxrl is None:
             if self.peer_on_agentlab or self.peer_with_our_options:
                 raise UsageError("--peer-on-agentlab and --peer-with-our-options need --purejaxrl PATH")
             return self
-        if self.env != "breakout":
-            raise UsageError(f"--purejaxrl compares on Breakout-MinAtar: use --env breakout, not {self.env!r}")
+        if self.env != "breakout" or self.env_options:
+            raise UsageError("--purejaxrl compares on Breakout-MinAtar: use --env breakout without --env-option")
         if not (Path(self.purejaxrl) / "purejaxrl" / "ppo.py").is_file():
             raise UsageError(
                 f"--purejaxrl {self.purejaxrl}: no purejaxrl/ppo.py there (give a checkout of "
@@ -482,10 +485,11 @@ class PPOBench:
         """``(name, run(seed, rows) -> result)`` of every learner, in the order each round runs them (`rows`: the
         rows so far, from which the equal-wall learner takes its budget)."""
         steps, path, episodes, env = self.steps, self.purejaxrl, self.episodes, self.env
+        opts = {"env_options": self.env_options}
         default_steps = self.default_steps or steps
         learners = [
-            ("agentlab-purejaxrl", lambda s, _: run_agentlab(steps, s, env, episodes, **PUREJAXRL_SETTINGS)),
-            ("agentlab-default", lambda s, _: run_agentlab(default_steps, s, env, episodes)),
+            ("agentlab-purejaxrl", lambda s, _: run_agentlab(steps, s, env, episodes, **opts, **PUREJAXRL_SETTINGS)),
+            ("agentlab-default", lambda s, _: run_agentlab(default_steps, s, env, episodes, **opts)),
         ]
         if path is not None:
             learners.insert(0, ("purejaxrl", lambda s, _: run_purejaxrl(path, steps, s, episodes)))
@@ -501,7 +505,7 @@ class PPOBench:
             learners.append(
                 (
                     "agentlab-default-equal-wall",
-                    lambda s, rows: run_agentlab(self.equal_wall_steps(rows), s, env, episodes),
+                    lambda s, rows: run_agentlab(self.equal_wall_steps(rows), s, env, episodes, **opts),
                 )
             )
             if self.peer_on_agentlab:

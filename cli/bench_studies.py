@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from agentlab.cli.common import (
+    EnvOption,
     Force,
     Json,
     Out,
@@ -68,6 +69,7 @@ def ppo(
     env: Annotated[
         str, typer.Option("--env", help="agentlab's kernel for agentlab's learners (breakout with --purejaxrl).")
     ] = "breakout",
+    env_option: EnvOption = None,
     peer_on_agentlab: Annotated[
         bool, typer.Option("--peer-on-agentlab", help="Also run PureJaxRL's learner on agentlab's breakout.")
     ] = False,
@@ -87,6 +89,8 @@ def ppo(
     summary.json (medians, mean returns with 95% intervals over seeds, the ratios, the commit and machine)."""
     from agentlab import rundir
     from agentlab.bench import ppo as bp
+    from agentlab.kernels.names import options_record, parse_env_options
+    from agentlab.rl.ppo import RESERVED_OPTIONS
 
     bench = bp.PPOBench(
         steps=steps,
@@ -95,13 +99,18 @@ def ppo(
         default_steps=default_steps,
         episodes=episodes,
         env=env,
+        env_options=options_record(parse_env_options(env_option, RESERVED_OPTIONS)),
         purejaxrl=purejaxrl,
         peer_on_agentlab=peer_on_agentlab,
         peer_with_our_options=peer_with_our_options,
     ).validate()
     out = Path(out or default_out("bench-ppo"))
     rundir.check_out(out, force=force)
-    record = {**bench.__dict__, "purejaxrl": str(purejaxrl) if purejaxrl is not None else None}
+    record = {
+        **bench.__dict__,
+        "env_options": dict(bench.env_options),
+        "purejaxrl": str(purejaxrl) if purejaxrl is not None else None,
+    }
     total = seeds * len(bench.learners())
     with rundir.open_run(out, "bench ppo", record, force=force) as work, progress_display(quiet=quiet) as progress:
         import polars as pl

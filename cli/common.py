@@ -47,6 +47,14 @@ Config = Annotated[
     Path | None,
     typer.Option("--config", help="A TOML file with option values (flag names in snake_case); flags given win."),
 ]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env-option",
+        help="A kernel option key=value (comma-separated or repeated), e.g. size=5,num_purple=1: the keyword "
+        "arguments of the kernel's make() that `agentlab envs` lists.",
+    ),
+]
 Seed = Annotated[
     int,
     typer.Option("--seed", min=0, max=2**31 - 1, help="Seed of every random draw (same seed, same numbers)."),
@@ -112,10 +120,12 @@ def parse_int_list(text: str, option: str, minimum: int = 1) -> list[int]:
 
 
 def parse_names(text: str, valid: tuple[str, ...], option: str) -> list[str]:
-    """``"all"`` or a comma-separated subset of `valid`."""
+    """``"all"`` or a comma-separated subset of `valid` (kernel ids' aliases mapped to the ids)."""
+    from agentlab.kernels.names import canonical_id
+
     if text.strip() == "all":
         return list(valid)
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [canonical_id(n.strip()) for n in text.split(",") if n.strip()]
     for name in names:
         if name not in valid:
             fail(f"{option}: unknown name {name!r}: valid names are {choices(valid)} or 'all'")

@@ -38,7 +38,8 @@ def envs(
     from rich.table import Table
 
     table = Table(title="agentlab kernels", show_lines=True)
-    for column in ("kernel", "observation", "actions (full-set index)", "event modes", "blackout regions"):
+    columns = ("kernel", "observation", "actions (full-set index)", "event modes", "blackout regions", "options")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         actions = ", ".join(f"{a} ({i})" for a, i in zip(row["actions"], row["action_set"]))
@@ -49,9 +50,11 @@ def envs(
             actions,
             ", ".join(row["event_modes"]) or "-",
             ", ".join(row["blackout_regions"]) or "-",
+            ", ".join(f"{k}={v}" for k, v in row["options"].items()),
         )
     console = Console(stderr=True)
     console.print(table)
+    console.print("Options (--env-option key=value on train, bench ppo, data collect) are make()'s, with defaults.")
     console.print("Event modes are described in `agentlab envs --json` and each game's docstring.")
     console.print(
         "[bold]Stochasticity[/bold] (--stochasticity): " + GRAMMAR["spec"] + ", PROFILE := " + GRAMMAR["profile"]

@@ -51,7 +51,9 @@ def render(
     from agentlab import limits
     from agentlab.kernels import make
     from agentlab.kernels.atari import GAMES, viewer
+    from agentlab.kernels.names import canonical_id
 
+    env_name = canonical_id(env_name)
     if env_name not in GAMES:
         fail(f"render draws the Atari-style kernels: valid ENV values are {', '.join(sorted(GAMES))}")
     check_out_file(out, force)

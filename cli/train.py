@@ -10,6 +10,7 @@ import typer
 
 from agentlab.cli.common import (
     Config,
+    EnvOption,
     Force,
     Json,
     Out,
@@ -31,7 +32,14 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-FLAG_FIELDS = {"env": "env", "stochasticity": "stochasticity", "steps": "total_steps", "seeds": "seeds", "seed": "seed"}
+FLAG_FIELDS = {
+    "env": "env",
+    "env_option": "env_options",
+    "stochasticity": "stochasticity",
+    "steps": "total_steps",
+    "seeds": "seeds",
+    "seed": "seed",
+}
 
 
 def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
@@ -40,6 +48,12 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             fail(f"{source}: hidden must be a list of layer widths, e.g. [64, 64], got {value!r}")
         return tuple(value)
+    if key == "env_options":
+        from agentlab.kernels.names import options_record
+
+        if not isinstance(value, dict):
+            fail(f"{source}: env_options must be a table of kernel options, e.g. env_options = {{size = 5}}")
+        return options_record(value)
     if key == "max_episode_steps":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             fail(f"{source}: max_episode_steps must be an integer, got {type(value).__name__} {value!r}")
@@ -55,7 +69,8 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
 def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path | None, base=None):
     """PPOConfig from `base` (defaults, or a run's recorded config when resuming), then the TOML file,
     then the flags given on the command line (default flag values only apply without a base)."""
-    from agentlab.rl.ppo import PPOConfig
+    from agentlab.kernels.names import options_record, parse_env_options
+    from agentlab.rl.ppo import RESERVED_OPTIONS, PPOConfig
 
     values = (
         dataclasses.asdict(base) if base is not None else {f.name: f.default for f in dataclasses.fields(PPOConfig)}
@@ -75,6 +90,8 @@ def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path 
         given = source is not None and source.name == "COMMANDLINE"
         if given or (base is None and config_file is None):
             values[field] = flags[flag]
+    if isinstance(values["env_options"], list):  # --env-option texts
+        values["env_options"] = options_record(parse_env_options(values["env_options"], RESERVED_OPTIONS))
     return PPOConfig(**values).validate()
 
 
@@ -83,6 +100,7 @@ def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path 
 def ppo(
     ctx: typer.Context,
     env: Annotated[str, typer.Option("--env", "-e", help="A kernel (see `agentlab envs`).")] = "breakout",
+    env_option: EnvOption = None,
     stochasticity: Stochasticity = "plain",
     steps: Annotated[int, typer.Option("--steps", help="Environment steps per seed.")] = 1_000_000,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds trained side by side in one call (vmap).")] = 1,
@@ -100,7 +118,14 @@ def ppo(
     from agentlab import rundir
     from agentlab.rl import training
 
-    flags = {"env": env, "stochasticity": stochasticity, "steps": steps, "seeds": seeds, "seed": seed}
+    flags = {
+        "env": env,
+        "env_option": list(env_option or []),
+        "stochasticity": stochasticity,
+        "steps": steps,
+        "seeds": seeds,
+        "seed": seed,
+    }
     base = None
     if resume:
         if out is None:

@@ -55,7 +55,7 @@ CANCEL_MODE = {
     "breakout": "cancel_zero",  # a brick hit is cancelled (the brick stays), reward 0: STORI's mode 2
     "asterix": "cancel_zero",  # a gold pickup is cancelled (the gold stays), reward 0
     "freeway": "cancel_zero",  # a crossing is cancelled (the chicken goes back to the start), reward 0
-    "space_invaders": "cancel_zero",  # alien hits are cancelled (the aliens survive), reward 0
+    "space-invaders": "cancel_zero",  # alien hits are cancelled (the aliens survive), reward 0
     "seaquest": "cancel_zero",  # kills are cancelled (the enemy survives), reward 0
 }
 
@@ -66,7 +66,7 @@ MAIN_REGION = {
     "breakout": "bricks",  # the brick channel
     "asterix": "gold",  # the gold channel (the only thing that scores)
     "freeway": "cars",  # the car channel
-    "space_invaders": "aliens",  # the alien channel and both direction channels
+    "space-invaders": "aliens",  # the alien channel and both direction channels
     "seaquest": "enemies",  # fish, enemy subs and their trails
 }
 
@@ -257,7 +257,7 @@ def check_memory(configs: Sequence[PPOConfig], grid: Sequence[str], episodes: in
 def make_eval_env(config: PPOConfig, spec: str):
     """``(env, params)`` a run trained with `config` is tested in under `spec`: no auto-reset, the
     training time limit; a bad or game-invalid `spec` -> `UsageError`."""
-    options: dict[str, Any] = {"max_steps": config.time_limit, "auto_reset": False}
+    options: dict[str, Any] = {**dict(config.env_options), "max_steps": config.time_limit, "auto_reset": False}
     if config.env in GAMES:
         options["stochasticity"] = spec
     elif spec != "plain":

@@ -36,6 +36,7 @@ from agentlab import compiler, hashing, limits
 from agentlab.errors import UsageError, choices
 from agentlab.kernels import make
 from agentlab.kernels.atari import GAMES
+from agentlab.kernels.names import canonical_id
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Discrete
 from agentlab.rl import networks as nets
@@ -57,6 +58,8 @@ SIZE_BOUNDS = {
     "updates_per_chunk": limits.Bound("updates_per_chunk", int, low=1, high=10**6),
 }
 MAX_EPISODE_STEPS = limits.Bound("max_episode_steps", int, low=1, high=limits.MAX_INDEX)
+# kernel options PPO sets from its own fields, and where to set them
+RESERVED_OPTIONS = {"max_steps": "max_episode_steps (--config)", "stochasticity": "--stochasticity"}
 SEED = limits.Bound("seed", int, low=0, high=2**31 - 1)
 
 
@@ -73,7 +76,8 @@ class PPOConfig:
     0.5 with entropy 0.03 on 6). `agentlab.bench.ppo.PUREJAXRL_SETTINGS` restores PureJaxRL's.
     """
 
-    env: str = "breakout"  # a registered kernel
+    env: str = "breakout"  # a registered kernel id (an alias is stored as its id)
+    env_options: tuple[tuple[str, Any], ...] = ()  # the kernel's make() options (``--env-option``), sorted pairs
     stochasticity: str = "plain"  # taxonomy profiles of the training environment (Atari-style games)
     max_episode_steps: int | None = None  # None: the kernel's own limit, else 1000 (3000 for freeway)
     total_steps: int = 1_000_000  # environment steps per seed
@@ -96,6 +100,9 @@ class PPOConfig:
     seed: int = 0  # seed s of the K trained is seed + s
     updates_per_chunk: int = 8  # updates per jitted call (progress, checkpoints and resume happen between)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", canonical_id(self.env))
+
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
@@ -115,7 +122,7 @@ class PPOConfig:
         (Freeway 3000)."""
         if self.max_episode_steps is not None:
             return self.max_episode_steps
-        own = make(self.env, auto_reset=False)[1].max_steps
+        own = make(self.env, auto_reset=False, **dict(self.env_options))[1].max_steps
         return own if own is not None else TIME_LIMITS.get(self.env, DEFAULT_TIME_LIMIT)
 
     def validate(self) -> PPOConfig:
@@ -150,6 +157,13 @@ class PPOConfig:
             raise UsageError(
                 f"shared_layers must lie in [0, {len(self.hidden)}] (the hidden layers), got {self.shared_layers}"
             )
+        if not isinstance(self.env_options, tuple) or any(
+            not isinstance(pair, tuple) or len(pair) != 2 or pair[0] in RESERVED_OPTIONS for pair in self.env_options
+        ):
+            raise UsageError(
+                f"env_options must be (name, value) pairs of kernel options other than "
+                f"{', '.join(RESERVED_OPTIONS)}, got {self.env_options!r}"
+            )
         if self.env not in GAMES and self.stochasticity not in ("plain", "", "none"):
             raise UsageError(f"{self.env} has no stochasticity profiles: use --stochasticity plain")
         env, params = make_env(self)  # an unknown kernel or a bad stochasticity string raises here
@@ -173,7 +187,7 @@ def check_memory(config: PPOConfig, env, params) -> None:
 
 def make_env(config: PPOConfig):
     """The training environment (auto-reset on, `config.time_limit`) and its params."""
-    options: dict[str, Any] = {"max_steps": config.time_limit}
+    options: dict[str, Any] = {**dict(config.env_options), "max_steps": config.time_limit}
     if config.env in GAMES:
         options["stochasticity"] = config.stochasticity
     return make(config.env, **options)

@@ -18,6 +18,7 @@ import numpy as np
 
 from agentlab import compiler, rundir
 from agentlab.errors import UsageError
+from agentlab.kernels.names import options_record
 from agentlab.rl import checkpoint
 from agentlab.rl.ppo import PPO, PPOConfig, seed_keys
 
@@ -39,6 +40,7 @@ METRIC_COLUMNS = (
 def config_record(config: PPOConfig) -> dict[str, Any]:
     record = dataclasses.asdict(config)
     record["hidden"] = list(config.hidden)
+    record["env_options"] = dict(config.env_options)
     record["algorithm"] = "ppo"
     return record
 
@@ -50,6 +52,10 @@ def config_from_record(record: dict[str, Any]) -> PPOConfig:
     try:
         if "hidden" in values:
             values["hidden"] = tuple(values["hidden"])
+        if "env_options" in values:
+            if not isinstance(values["env_options"], dict):
+                raise UsageError(f"env_options must be a table of kernel options, got {values['env_options']!r}")
+            values["env_options"] = options_record(values["env_options"])
         if "shared_trunk" in record and "shared_layers" not in record:  # run directories of agentlab <= 0.1.0
             values["shared_layers"] = len(values.get("hidden", PPOConfig.hidden)) if record["shared_trunk"] else 0
         return PPOConfig(**values).validate()

@@ -14,7 +14,7 @@ from agentlab.kernels import make
 settings.register_profile("agentlab", deadline=None, max_examples=15, derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "agentlab"))
 
-ATARI = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+ATARI = ("asterix", "breakout", "freeway", "seaquest", "space-invaders")
 
 
 @functools.cache

@@ -80,7 +80,7 @@ class ScriptedRandom:
 
 
 def minatar_env(name: str, ramping: bool = True):
-    module = importlib.import_module(f"minatar.environments.{name}")
+    module = importlib.import_module(f"minatar.environments.{name.replace('-', '_')}")
     env = module.Env(ramping=ramping)
     env.random = ScriptedRandom()
     return env
@@ -325,6 +325,6 @@ ORACLE = {
     "breakout": (breakout_from, breakout_reset_draws, breakout_step_draws),
     "asterix": (asterix_from, asterix_reset_draws, asterix_step_draws),
     "freeway": (freeway_from, freeway_reset_draws, freeway_step_draws),
-    "space_invaders": (space_invaders_from, space_invaders_reset_draws, space_invaders_step_draws),
+    "space-invaders": (space_invaders_from, space_invaders_reset_draws, space_invaders_step_draws),
     "seaquest": (seaquest_from, seaquest_reset_draws, seaquest_step_draws),
 }

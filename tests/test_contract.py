@@ -74,7 +74,7 @@ def test_action_set_maps_to_minatar_full_indices(name):
         "breakout": (0, 1, 3),
         "freeway": (0, 2, 4),
         "seaquest": (0, 1, 2, 3, 4, 5),
-        "space_invaders": (0, 1, 3, 5),
+        "space-invaders": (0, 1, 3, 5),
     }[name]
     assert env.action_set == minimal and env.num_actions == len(minimal)
     full, _ = make(name, full_action_set=True)

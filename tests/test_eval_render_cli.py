@@ -273,7 +273,7 @@ def test_the_default_grid_for_breakout_is_storis_paper_profiles():
     assert "sticky:p=0.25" in ev.named_grid("extended", "breakout")
     assert "event:mode=regenerate,p=0.25" in ev.extended_grid("breakout")
     assert ev.stori_grid("catch") == ev.extended_grid("catch") == ["plain"]
-    for game in ("asterix", "freeway", "space_invaders", "seaquest"):  # every game's choices are valid profiles
+    for game in ("asterix", "freeway", "space-invaders", "seaquest"):  # every game's choices are valid profiles
         for spec in ev.stori_grid(game):
             make_env_for(game, spec)
 

@@ -36,6 +36,7 @@ def modules() -> dict[str, Path]:
 
 
 MODULES = modules()
+MODULES_SEEN = set(MODULES)
 
 
 def layer(module: str) -> tuple[str, int]:
@@ -62,7 +63,9 @@ def imports(module: str, path: Path) -> set[str]:
                 anchor = module.split(".") if is_package else module.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            if not all(name in MODULES_SEEN for name in names):  # `from pkg import module` needs only the module
+                names.append(base)
         for name in names:
             while name and name not in MODULES:
                 name = name.rpartition(".")[0]

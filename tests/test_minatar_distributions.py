@@ -155,7 +155,7 @@ def ours(name: str, steps: int, record=(), action: int = NOOP, params=None, seed
 def minatar(name: str, steps: int, record=(), action: int = NOOP, before=None):
     """Per seed, MinAtar's game after its reset (plus `before(env)`) and after each step index in `record`: a list
     (one entry per seed) of dicts `{"reset" or t: read(env)}` where read picks the game's random elements."""
-    env = importlib.import_module(f"minatar.environments.{name}").Env()
+    env = importlib.import_module(f"minatar.environments.{name.replace('-', '_')}").Env()
     read = _READ[name]
     samples = []
     for seed in range(N_MINATAR):
@@ -445,7 +445,7 @@ def _distinct(states) -> int:
     return len(np.unique(np.concatenate(leaves, 1), axis=0))
 
 
-@pytest.mark.parametrize("name", ["space_invaders", "breakout"])
+@pytest.mark.parametrize("name", ["space-invaders", "breakout"])
 def test_deterministic_dynamics_draw_nothing(name):
     """MinAtar's Space Invaders never calls its RandomState, nor Breakout's `act` (only its reset): with an empty
     script any draw would fail. Ours agree: from one start state, every key gives the same states."""

@@ -61,7 +61,7 @@ def _heuristic(name, e, rng, env):
         return int(rng.choice([0, 1, 3, 4, 5, 5, 2]))
     if name == "breakout":
         return 1 if e.ball_x < e.pos else 3 if e.ball_x > e.pos else 0
-    if name == "space_invaders":
+    if name == "space-invaders":
         return int(rng.choice([1, 3, 5, 5]))
     if name == "freeway":
         return int(rng.choice([2, 2, 2, 0, 4]))
@@ -101,7 +101,7 @@ def test_lockstep_trajectories_match_minatar(name):
 _HARD = {
     "asterix": {"spawn_speed": 1, "move_speed": 1},
     "seaquest": {"e_spawn_speed": 1, "move_speed": 2},
-    "space_invaders": {"enemy_move_interval": 6},
+    "space-invaders": {"enemy_move_interval": 6},
     "breakout": {},
     "freeway": {},
 }

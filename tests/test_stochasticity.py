@@ -196,7 +196,7 @@ def test_crop_torch_and_blackout_hide_what_they_name():
     assert not np.any(np.asarray(crop.obs)[..., :, :5, :]) and np.any(np.asarray(crop.obs)[..., :, 5:, :])
     _, top = _rollout("breakout", "mask:kind=crop,region=top,p=1")
     assert not np.any(np.asarray(top.obs)[..., :5, :, :])
-    _, black = _rollout("space_invaders", "mask:kind=blackout,region=aliens,p=1")
+    _, black = _rollout("space-invaders", "mask:kind=blackout,region=aliens,p=1")
     assert not np.any(np.asarray(black.obs)[..., 1:4]) and np.any(np.asarray(black.obs)[..., 0])
     _, torch = _rollout("asterix", "mask:kind=torch,radius=2,centre=agent,p=1")
     obs = np.asarray(torch.obs)
@@ -232,7 +232,7 @@ def test_cyclic_drift_alternates_every_at_steps():
 
 
 def test_action_noise_probability_is_traced_so_one_call_gives_a_robustness_curve():
-    env, params = make("space_invaders", stochasticity="action:p=0.5")
+    env, params = make("space-invaders", stochasticity="action:p=0.5")
     ps = jnp.array([0.0, 0.25, 0.5, 1.0], jnp.float32)
 
     def replaced_fraction(p, key):
@@ -341,10 +341,10 @@ def test_asterix_gold_to_enemy_and_burst_spawn():
 
 
 def test_space_invaders_respawn_and_extra_shot():
-    _, armed, plain = _event_pair("space_invaders", "respawn")
+    _, armed, plain = _event_pair("space-invaders", "respawn")
     a, p = np.asarray(unpack(armed[1].game.aliens)), np.asarray(unpack(plain[1].game.aliens))
     assert not np.any(p & ~a) and np.all((a & ~p).sum(axis=(1, 2)) <= 1) and np.any(a & ~p)
-    _, armed, plain = _event_pair("space_invaders", "extra_shot")
+    _, armed, plain = _event_pair("space-invaders", "extra_shot")
     a, p = np.asarray(unpack(armed[1].game.enemy_bullets)), np.asarray(unpack(plain[1].game.enemy_bullets))
     assert not np.any(p & ~a) and np.mean((a & ~p).any(axis=(1, 2))) > 0.5
 

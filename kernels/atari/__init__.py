@@ -15,7 +15,7 @@ GAMES: dict[str, type[MinAtarGame]] = {
     "breakout": Breakout,
     "freeway": Freeway,
     "seaquest": Seaquest,
-    "space_invaders": SpaceInvaders,
+    "space-invaders": SpaceInvaders,
 }
 
 

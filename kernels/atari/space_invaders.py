@@ -91,7 +91,7 @@ def _nearest_shooter(aliens: jax.Array, pos: jax.Array) -> jax.Array:
 
 
 class SpaceInvaders(MinAtarGame[SpaceInvadersState, SpaceInvadersParams]):
-    name = "space_invaders"
+    name = "space-invaders"
     channels = ("cannon", "alien", "alien_left", "alien_right", "friendly_bullet", "enemy_bullet")
     minimal_actions = ("n", "l", "r", "f")
     event_modes = {

@@ -1,0 +1,197 @@
+"""The kernel registry: `make`, `describe`, `registered_kernels` (re-exported by `agentlab.kernels`).
+
+    >>> from agentlab.kernels import make
+    >>> env, params = make("breakout", stochasticity="action:p=0.3")
+    >>> obs, state = env.reset(jax.random.key(0), params)
+    >>> obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+`make` wraps every kernel in `AutoReset` unless ``auto_reset=False``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from agentlab.errors import UsageError, choices
+from agentlab.kernels.atari import GAMES, make_atari
+from agentlab.kernels.atari import describe as describe_atari
+from agentlab.kernels.environment import AutoReset, Environment
+from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params, validate_grid_params
+from agentlab.kernels.grid.curtailment import describe as describe_grid
+from agentlab.kernels.markets.calvano import Calvano, calvano_params
+from agentlab.kernels.markets.calvano import describe as describe_calvano
+from agentlab.kernels.markets.crash import MarketCrash, default_crash_params, validate_crash_params
+from agentlab.kernels.markets.crash import describe as describe_crash
+from agentlab.kernels.markets.lemons import MarketLemons, default_lemons_params, validate_lemons_params
+from agentlab.kernels.markets.lemons import describe as describe_lemons
+from agentlab.kernels.multi.coordination import Coordination
+from agentlab.kernels.multi.coordination import describe as describe_coordination
+from agentlab.kernels.names import canonical_id
+from agentlab.kernels.toy.catch import Catch
+from agentlab.kernels.toy.catch import describe as describe_catch
+from agentlab.kernels.toy.point import Point
+from agentlab.kernels.toy.point import describe as describe_point
+from agentlab.limits import Bound
+
+Factory = Callable[..., tuple[Environment, Any]]
+
+# Size options of the factories, bounded so a typo cannot ask for a kernel that cannot be built or held
+# (the kernels' params fields are bounded by their own `validate_*`).
+_COUNT = 4096  # agents, sellers, buyers, participants, consumers of one episode (lemons.MAX_AGENTS, grid's)
+OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
+    "coordination": {
+        "num_agents": Bound("num_agents", int, low=2, high=_COUNT, unit="agents"),
+        "num_choices": Bound("num_choices", int, low=2, high=1024, unit="options"),
+    },
+    "point": {"speed": Bound("speed", float, low=0, low_open=True, high=1, unit="distance per step")},
+    "calvano": {
+        "firms": Bound("firms", int, low=2, high=8, unit="firms"),
+        "prices": Bound("prices", int, low=2, high=101, unit="price levels"),
+    },
+    "market-crash": {
+        "firms": Bound("firms", int, low=1, high=64, unit="firms (crash.MAX_FIRMS)"),
+        "consumers": Bound("consumers", int, low=1, high=_COUNT, unit="consumers"),
+        "dlc": Bound("dlc", int, low=1, high=64, unit="firms each consumer compares"),
+    },
+    "market-lemons": {
+        "sellers": Bound("sellers", int, low=1, high=_COUNT, unit="sellers"),
+        "sybils": Bound("sybils", int, low=0, high=_COUNT, unit="Sybil identities"),
+        "buyers": Bound("buyers", int, low=1, high=_COUNT, unit="buyers"),
+        "dlc": Bound("dlc", int, low=1, high=_COUNT, unit="listings each buyer sees"),
+    },
+    "grid-curtailment": {
+        "num_agents": Bound("num_agents", int, low=2, high=_COUNT, unit="participants"),
+        "deadline": Bound("deadline", int, low=1, high=10_000, unit="negotiation rounds"),
+        "substeps": Bound("substeps", int, low=1, high=100_000, unit="frequency steps per round"),
+    },
+}
+
+
+def _make_coordination(num_agents: int = 3, num_choices: int = 4, max_steps: int | None = 32):
+    env = Coordination(num_agents=num_agents, num_choices=num_choices)
+    return env, env.default_params().replace(max_steps=max_steps)
+
+
+def _make_catch(max_steps: int | None = None):
+    env = Catch()
+    return env, env.default_params().replace(max_steps=max_steps)
+
+
+def _make_point(max_steps: int | None = 20, speed: float = 0.25):
+    env = Point()
+    return env, env.default_params().replace(max_steps=max_steps, speed=speed)
+
+
+def _make_calvano(firms: int = 2, prices: int = 15, max_steps: int | None = 100):
+    env = Calvano(num_firms=firms, num_prices=prices)
+    return env, calvano_params(firms, prices, max_steps=max_steps)
+
+
+def _make_crash(firms: int = 5, consumers: int = 50, dlc: int = 3, max_steps: int | None = 365):
+    env = MarketCrash(num_firms=firms, num_consumers=consumers)
+    return env, validate_crash_params(default_crash_params(dlc=dlc, max_steps=max_steps), firms)
+
+
+def _make_lemons(sellers: int = 12, sybils: int = 3, buyers: int = 12, dlc: int = 3, max_steps: int | None = 50):
+    env = MarketLemons(num_sellers=sellers, num_buyers=buyers, view_size=max(1, min(dlc, sellers)))
+    params = default_lemons_params(num_sybil=sybils, dlc=dlc, max_steps=max_steps)
+    return env, validate_lemons_params(params, sellers)
+
+
+def _make_grid(num_agents: int = 5, deadline: int = 6, substeps: int = 600, max_steps: int | None = None):
+    env = GridCurtailment(num_agents=num_agents, substeps=substeps)
+    return env, validate_grid_params(default_grid_params(deadline=deadline, max_steps=max_steps))
+
+
+_REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
+    **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
+    "coordination": (_make_coordination, describe_coordination),
+    "catch": (_make_catch, describe_catch),
+    "point": (_make_point, describe_point),
+    "grid-curtailment": (_make_grid, describe_grid),
+    "calvano": (_make_calvano, describe_calvano),
+    "market-crash": (_make_crash, describe_crash),
+    "market-lemons": (_make_lemons, describe_lemons),
+}
+_ATARI_OPTIONS = ("stochasticity", "max_steps", "full_action_set", "ramping")
+
+
+def registered_kernels() -> tuple[str, ...]:
+    """The names `make` accepts, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def _options(name: str) -> tuple[str, ...]:
+    if name in GAMES:
+        return _ATARI_OPTIONS
+    return tuple(inspect.signature(_REGISTRY[name][0]).parameters)
+
+
+def option_defaults(name: str) -> dict[str, Any]:
+    """The options `make` takes for kernel `name` and their defaults (what ``--env-option`` may set)."""
+    name = canonical_id(name)
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
+    if name in GAMES:
+        return {"stochasticity": "plain", "max_steps": None, "full_action_set": False, "ramping": True}
+    return {k: p.default for k, p in inspect.signature(_REGISTRY[name][0]).parameters.items()}
+
+
+def _check_option_type(name: str, option: str, value: Any) -> None:
+    """A kernel option's value must have its default's type (an int where the default is an int, a number
+    where it is a float, a bool where it is a bool); None defaults and strings are checked by the kernel."""
+    default = option_defaults(name).get(option)
+    if option == "max_steps":
+        return  # an int or None, checked in `make`
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        return
+    if not ok:
+        raise UsageError(
+            f"option {option} of {name} must be {type(default).__name__} (default {default!r}), got {value!r}"
+        )
+    bound = OPTION_BOUNDS.get(name, {}).get(option)
+    if bound is not None:
+        bound.check(value, f"option {option} of {name}")
+
+
+def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environment, Any]:
+    """Build a kernel by name: ``(env, params)``.
+
+    Options (Atari-style games): ``stochasticity`` (a string such as ``"action:p=0.3"`` or a tuple of
+    profiles), ``max_steps`` (None: no time limit, as in MinAtar), ``full_action_set`` (all six
+    MinAtar actions instead of the game's minimal set), ``ramping`` (MinAtar's difficulty ramping).
+    `coordination`: ``num_agents``, ``num_choices``, ``max_steps``. `catch`: ``max_steps``.
+    `point`: ``max_steps``, ``speed``.
+
+    Raises `UsageError` (a `ValueError`) for an unknown name or option or an invalid value.
+    """
+    name = canonical_id(name)
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
+    valid = _options(name)
+    for option, value in options.items():
+        if option not in valid:
+            raise UsageError(f"unknown option {option!r} for {name}: valid options are {choices(valid)}")
+        _check_option_type(name, option, value)
+    max_steps = options.get("max_steps")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise UsageError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    env, params = _REGISTRY[name][0](**options)
+    return (AutoReset(env) if auto_reset else env), params
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What `agentlab envs` shows for one kernel (channels, actions, event modes, mask regions)."""
+    name = canonical_id(name)
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
+    env, _ = make(name, auto_reset=False)
+    return {**_REGISTRY[name][1](env), "options": option_defaults(name)}
