@@ -12,6 +12,7 @@ from agentlab.cli import (
     bench,
     bench_studies,
     calibrate,
+    data,
     envs,
     render,
     simulate,
@@ -19,6 +20,7 @@ from agentlab.cli import (
     simulate_lemons,
     sweep,
     train,
+    train_mamql,
     train_qlearn,
 )
 from agentlab.cli import eval as eval_command
@@ -53,6 +55,7 @@ def root(
 
 app.add_typer(train.app, name="train")
 train.app.command("qlearn")(train_qlearn.qlearn)
+train.app.command("mamql")(train_mamql.mamql)
 # `agentlab simulate KERNEL`: market-crash (cli/simulate.py) and the plug-ins imported above (each registers its
 # kernel's simulator when imported) become sub-commands.
 assert {"market-crash", "market-lemons", "grid-curtailment"} <= set(simulate.SIMULATORS), (
@@ -70,6 +73,7 @@ for name, command in bench_studies.COMMANDS.items():
 app.add_typer(bench.app, name="bench")
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(calibrate.app, name="calibrate")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

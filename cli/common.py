@@ -265,6 +265,15 @@ def deferred_progress(*columns: Any, quiet: bool):
             progress.stop()
 
 
+def counted_columns(title: str, unit: str, *extra: Any) -> tuple:
+    """Progress columns of a counted run: `title` (rich markup), a bar, ``done/total unit``, `extra` columns,
+    elapsed time. A `unit` of ``{task.fields[unit]}`` takes the unit from the task."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+    return (TextColumn(title), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} " + unit), *extra,
+            TimeElapsedColumn())  # fmt: skip
+
+
 def progress_display(*columns: Any, quiet: bool, transient: bool = False):
     """A rich progress display on stderr (`stderr_console`), off with `quiet`; without `columns`, a
     counted bar: description, bar, done/total, elapsed."""

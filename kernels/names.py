@@ -32,6 +32,7 @@ KERNEL_IDS = (
     "calvano",
     "catch",
     "coordination",
+    "gems",
     "grid-curtailment",
     "market-crash",
     "market-lemons",

@@ -28,6 +28,8 @@ from agentlab.kernels.markets.lemons import MarketLemons, default_lemons_params,
 from agentlab.kernels.markets.lemons import describe as describe_lemons
 from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
+from agentlab.kernels.multi.gems import GEMS_BOUNDS, make_gems
+from agentlab.kernels.multi.gems import describe as describe_gems
 from agentlab.kernels.names import canonical_id
 from agentlab.kernels.toy.catch import Catch
 from agentlab.kernels.toy.catch import describe as describe_catch
@@ -45,6 +47,7 @@ OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
         "num_agents": Bound("num_agents", int, low=2, high=_COUNT, unit="agents"),
         "num_choices": Bound("num_choices", int, low=2, high=1024, unit="options"),
     },
+    "gems": {k: GEMS_BOUNDS[k] for k in ("size", "num_blue", "num_red", "num_purple", "gem_limit")},
     "point": {"speed": Bound("speed", float, low=0, low_open=True, high=1, unit="distance per step")},
     "calvano": {
         "firms": Bound("firms", int, low=2, high=8, unit="firms"),
@@ -108,6 +111,7 @@ def _make_grid(num_agents: int = 5, deadline: int = 6, substeps: int = 600, max_
 _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
     **{name: ((lambda n: lambda **kw: make_atari(n, **kw))(name), describe_atari) for name in GAMES},
     "coordination": (_make_coordination, describe_coordination),
+    "gems": (make_gems, describe_gems),
     "catch": (_make_catch, describe_catch),
     "point": (_make_point, describe_point),
     "grid-curtailment": (_make_grid, describe_grid),

@@ -52,7 +52,7 @@ def test_step_outputs_match_spaces_dtypes_and_compile_once(name):
         assert "final_observation" in info and bool(obs_space.contains(info["final_observation"]))
     assert len(traces) == 1, "step must compile once for a fixed params structure"
     if env.multi_agent:
-        assert obs.shape == (env.num_agents, obs.shape[1]) and obs.dtype == jnp.float32
+        assert obs.shape[0] == env.num_agents and obs.dtype == jnp.float32  # (agents, *per-agent shape)
         assert reward.shape == (env.num_agents,) and len(env.roles) == env.num_agents
         space = env.action_space(params)
         width = space.n if isinstance(space, Discrete) else space.shape[-1]  # options, or action dimensions

@@ -1,0 +1,358 @@
+"""The data-collection driver behind `agentlab data collect`: a policy plays a kernel, every step is a row of
+``data.parquet`` (schema in `agentlab.rl.data`), in a run directory with resume.
+
+Policies (``--policy``):
+
+- ``random``: every agent uniformly over its allowed actions (the kernel's action mask, where it has one).
+- ``qre``: the logit quantal-response equilibrium of the tabular gems game (`rl.mamql_tabular`), for a gems
+  kernel in its tabular setting (``collect=false`` and fixed gems: ``--env-option layout=tabular``); each agent
+  samples from its equilibrium policy at the joint state. `gamma` and `temperature` are the equilibrium's.
+- ``RUN_DIR``: a `train ppo` run's policy (its first seed), sampled, on the kernel the run trained on.
+- ``qtable:RUN_DIR``: Boltzmann play of the final Q tables a `train qlearn` run saved (calvano), at `temperature`.
+
+Episodes run in chunks of `lanes` parallel episodes (one jitted `lax.scan` over the time limit, `vmap` over
+lanes); a chunk is a deterministic function of ``(seed, chunk index)``, saved as it finishes
+(``checkpoints/part-NNNNNN.parquet``), so Ctrl-C keeps the finished chunks and ``--resume`` collects only the
+rest. ``--episodes N`` keeps episodes ``0..N-1``; ``--steps N`` keeps the first N rows, the last row then
+marked truncated if it cut an episode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentlab import limits, rundir
+from agentlab.errors import UsageError
+from agentlab.kernels.names import canonical_id
+from agentlab.rl import data
+
+COMMAND = data.COMMAND
+SEED = limits.Bound("--seed", int, low=0, high=2**31 - 1)
+EPISODES = limits.Bound("--episodes", int, low=1, high=10**8, unit="episodes")
+STEPS = limits.Bound("--steps", int, low=1, high=10**9, unit="rows (environment steps)")
+TEMPERATURE = limits.Bound("--temperature", float, low=0, low_open=True, high=1e6, unit="Boltzmann temperature")
+GAMMA = limits.Bound("--gamma", float, low=0, high=1, high_open=True, unit="discount of the equilibrium")
+CHUNK_BYTES = 64 * 2**20  # the observations of one chunk (obs and next_obs), to size `lanes`
+MAX_LANES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """What a collection run depends on (with the seed, enough to reproduce it)."""
+
+    env: str = "gems"
+    env_options: tuple[tuple[str, Any], ...] = ()  # the kernel's make() options, sorted pairs
+    policy: str = "random"  # random | qre | RUN_DIR | qtable:RUN_DIR
+    episodes: int | None = None  # exactly one of episodes / steps
+    steps: int | None = None
+    seed: int = 0
+    temperature: float = 1.0  # qre and qtable policies
+    gamma: float = 0.9  # qre: the equilibrium's discount
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", canonical_id(self.env))
+
+    def validate(self) -> CollectConfig:
+        if (self.episodes is None) == (self.steps is None):
+            raise UsageError("give exactly one of --episodes N or --steps N")
+        if self.episodes is not None:
+            EPISODES.check(self.episodes)
+        if self.steps is not None:
+            STEPS.check(self.steps)
+        SEED.check(self.seed)
+        TEMPERATURE.check(self.temperature)
+        GAMMA.check(self.gamma)
+        return self
+
+    def record(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "env_options": dict(self.env_options)}
+
+
+def make_env(config: CollectConfig):
+    """``(env, params, time_limit)``: the kernel without auto-reset; a kernel without a time limit is refused."""
+    from agentlab.kernels import make
+
+    env, params = make(config.env, auto_reset=False, **dict(config.env_options))
+    limit = getattr(params, "max_steps", None)
+    if limit is None:
+        raise UsageError(f"{config.env} has no time limit here: add --env-option max_steps=N")
+    return env, params, int(limit)
+
+
+# -- policies ------------------------------------------------------------------------------------------------
+Policy = Callable[[Any, Any, Any], Any]  # (key, obs (lanes, ...), state (lanes, ...)) -> actions (lanes, ...)
+
+
+def make_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, Any]]:
+    """The batched policy `config.policy` names and what the summary says about it."""
+    spec = config.policy
+    if spec == "random":
+        return random_policy(env, params), {"policy": "random"}
+    if spec == "qre":
+        return qre_policy(config, env, params)
+    if spec.startswith("qtable:"):
+        return qtable_policy(config, env, params, Path(spec.removeprefix("qtable:")))
+    if spec.startswith("noisy:"):
+        raise UsageError(
+            "--policy noisy:RUN_DIR,sigma=S adds Gaussian noise to continuous actions; "
+            f"{config.env}'s actions are discrete"
+        )
+    return ppo_policy(config, Path(spec))
+
+
+def random_policy(env, params) -> Policy:
+    import jax
+    import jax.numpy as jnp
+
+    space = env.action_space(params)
+    mask = env.action_mask(params)
+    if mask is None:
+        mask = jnp.ones((*space.shape, space.n), bool)
+
+    def act(key, obs, state):
+        lanes = obs.shape[0]
+        logits = jnp.where(mask, 0.0, -jnp.inf)
+        return jax.random.categorical(key, logits, shape=(lanes, *space.shape)).astype(jnp.int32)
+
+    return act
+
+
+def ppo_policy(config: CollectConfig, run: Path) -> tuple[Policy, dict[str, Any]]:
+    import jax
+
+    from agentlab.rl.evaluate import load_policy
+
+    if not run.is_dir():
+        raise UsageError(
+            f"--policy {config.policy!r}: valid policies are 'random', 'qre', a train ppo RUN_DIR or qtable:RUN_DIR"
+        )
+    run_config, learner, params = load_policy(run)
+    if run_config.env != config.env or dict(run_config.env_options) != dict(config.env_options):
+        raise UsageError(
+            f"--policy {run}: the run trained on {run_config.env} {dict(run_config.env_options) or ''}; collect on "
+            f"the same kernel (--env {run_config.env} and its --env-option values)"
+        )
+    first = jax.tree.map(lambda x: x[0], params)
+
+    def act(key, obs, state):
+        return learner.act(first, key, obs, False)
+
+    return act, {"policy": "ppo", "run": str(run), "run_env": run_config.env}
+
+
+def qre_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, Any]]:
+    """Sample each agent's action from the gems QRE at the joint state index of the agents' cells."""
+    import jax
+    import jax.numpy as jnp
+
+    from agentlab.kernels.multi import gems_tabular
+    from agentlab.rl import mamql_tabular
+
+    layout = tabular_layout(config, env, params)
+    next_state, reward = gems_tabular.export(layout, purple_quirk=bool(params.purple_quirk))
+    eq = mamql_tabular.quantal_response_equilibrium(next_state, reward, gamma=config.gamma, lam=config.temperature)
+    logits = jnp.log(jnp.asarray(np.maximum(eq.policy, 1e-300), jnp.float32))  # (2, S, A)
+    size = env.size
+
+    def act(key, obs, state):
+        cells = state.agents  # (lanes, 2, 2) of (x, y)
+        s = ((cells[:, 0, 0] * size + cells[:, 0, 1]) * size + cells[:, 1, 0]) * size + cells[:, 1, 1]
+        lane_logits = jnp.stack([logits[0][s], logits[1][s]], axis=1)  # (lanes, 2, A)
+        return jax.random.categorical(key, lane_logits).astype(jnp.int32)
+
+    about = {
+        "policy": "qre",
+        "gamma": config.gamma,
+        "temperature": config.temperature,
+        "qre_residual": float(eq.residual),
+        "qre_iterations": int(eq.iterations),
+    }
+    return act, about
+
+
+def tabular_layout(config: CollectConfig, env, params):
+    """The `gems_tabular.GemsLayout` of a gems kernel in its tabular setting (`UsageError` otherwise)."""
+    from agentlab.kernels.multi import gems_tabular
+
+    if config.env != "gems":
+        raise UsageError(f"--policy qre is the tabular gems equilibrium; {config.env} has none")
+    if params.collect or params.gem_cells is None:
+        raise UsageError("--policy qre needs gems in its tabular setting: --env-option layout=tabular,size=5")
+    cells = np.asarray(params.gem_cells)
+    blue, red = env.num_blue, env.num_red
+    return gems_tabular.make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
+
+
+def qtable_policy(config: CollectConfig, env, params, run: Path) -> tuple[Policy, dict[str, Any]]:
+    raise UsageError(f"--policy qtable:{run}: Q-table demonstrations (calvano) are not built yet")
+
+
+# -- the driver --------------------------------------------------------------------------------------------
+def lanes_for(config: CollectConfig, env, params, limit: int) -> int:
+    """Parallel episodes per chunk (a power of two): what keeps a chunk's observations near `CHUNK_BYTES`, and no
+    more than the episodes the run needs (``--steps``: at least one row per episode step)."""
+    obs = math.prod(env.observation_space(params).shape) * 4 * 2
+    lanes = min(MAX_LANES, max(1, CHUNK_BYTES // max(1, obs * limit)))
+    needed = config.episodes if config.episodes is not None else -(-config.steps // limit)
+    return 2 ** int(math.log2(min(lanes, 2 ** math.ceil(math.log2(max(1, needed))))))
+
+
+def chunk_function(env, params, policy: Policy, lanes: int, limit: int):
+    """A jitted ``key -> arrays``: `lanes` episodes of at most `limit` steps, outputs ``(lanes, limit, ...)`` and
+    ``alive`` bool ``(lanes, limit)`` (the step belongs to the episode)."""
+    import jax
+    import jax.numpy as jnp
+
+    from agentlab import compiler, hashing
+
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    reset = jax.vmap(env.reset, in_axes=(0, None))
+
+    def run(key):
+        k_reset, k_steps = hashing.split_key(key, 2)
+        obs, state = reset(hashing.split_key(k_reset, lanes), params)
+
+        def body(carry, k):
+            obs, state, alive = carry
+            k_act, k_env = hashing.split_key(k, 2)
+            action = policy(k_act, obs, state)
+            next_obs, next_state, reward, terminated, truncated, _ = step(
+                hashing.split_key(k_env, lanes), state, action, params
+            )
+            row = {
+                "obs": obs.astype(jnp.float32),
+                "action": action,
+                "reward": reward.astype(jnp.float32),
+                "next_obs": next_obs.astype(jnp.float32),
+                "terminated": terminated,
+                "truncated": truncated,
+                "alive": alive,
+            }
+            return (next_obs, next_state, alive & ~(terminated | truncated)), row
+
+        init = (obs, state, jnp.ones(lanes, bool))
+        _, rows = jax.lax.scan(body, init, hashing.split_key(k_steps, limit))
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rows)
+
+    return compiler.jit(run)
+
+
+def chunk_rows(out: dict[str, np.ndarray], first_episode: int, lanes: int, limit: int) -> dict[str, np.ndarray]:
+    """The rows of one chunk's outputs, episode by episode (episode ids from `first_episode`)."""
+    alive = out["alive"].reshape(-1)
+    rows = {k: v.reshape(lanes * limit, *v.shape[2:])[alive] for k, v in out.items() if k != "alive"}
+    episode = np.repeat(np.arange(first_episode, first_episode + lanes, dtype=np.int64), limit)
+    t = np.tile(np.arange(limit, dtype=np.int32), lanes)
+    rows["episode"], rows["t"] = episode[alive], t[alive]
+    return rows
+
+
+def part_path(out: Path, index: int) -> Path:
+    return out / "checkpoints" / f"part-{index:06d}.parquet"
+
+
+def collect(
+    config: CollectConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    on_chunk: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Collect the dataset `config` describes into the run directory `out`; return the summary.
+
+    `on_chunk` gets ``{"rows", "total", "unit"}`` after each chunk (``unit``: "episodes" or "rows")."""
+    config = config.validate()
+    env, params, limit = make_env(config)
+    policy, about = make_policy(config, env, params)
+    lanes = lanes_for(config, env, params, limit)
+    limits.check_memory(
+        lanes * limit * (math.prod(env.observation_space(params).shape) * 8 + 64) * 3,
+        f"collecting {lanes} episodes x {limit} steps at once",
+    )
+    with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force, resumable=True) as work:
+        return _collect(config, work, env, params, limit, policy, about, lanes, on_chunk)
+
+
+def _collect(config, out, env, params, limit, policy, about, lanes, on_chunk) -> dict[str, Any]:
+    import jax
+    import polars as pl
+
+    (out / "checkpoints").mkdir(exist_ok=True)
+    started = time.perf_counter()
+    run = chunk_function(env, params, policy, lanes, limit)
+    compile_started = time.perf_counter()
+    compiled = run.lower(jax.random.PRNGKey(0)).compile()
+    compile_seconds = time.perf_counter() - compile_started
+    unit, total = ("episodes", config.episodes) if config.episodes is not None else ("rows", config.steps)
+    frames, have, index, compute = [], 0, 0, 0.0
+    while have < total:
+        path = part_path(out, index)
+        if not path.exists():
+            tick = time.perf_counter()
+            key = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(key)))
+            rows = chunk_rows(result, index * lanes, lanes, limit)
+            compute += time.perf_counter() - tick
+            rundir.write_parquet(path, data.frame(rows))
+        frame = pl.read_parquet(path)
+        frames.append(frame)
+        have += lanes if unit == "episodes" else len(frame)
+        index += 1
+        if on_chunk is not None:
+            on_chunk({"rows": min(have, total), "total": total, "unit": unit})
+    table = pl.concat(frames)
+    cut = False
+    if unit == "episodes":
+        table = table.filter(pl.col("episode") < total)
+    else:
+        table = table.head(total)
+        last = table.tail(1)
+        cut = not (last["terminated"][0] or last["truncated"][0])
+        if cut:  # the budget cut an episode: its last row says so, and its return is not counted
+            table = table.with_columns(
+                truncated=pl.when(pl.int_range(pl.len()) == len(table) - 1).then(True).otherwise(pl.col("truncated"))
+            )
+    rundir.write_parquet(out / data.DATA_FILE, table)
+    summary = summarise(config, table, cut, about, compile_seconds, compute, time.perf_counter() - started)
+    rundir.write_json(out / "summary.json", summary)
+    return summary
+
+
+def summarise(config, table, cut: bool, about, compile_seconds: float, compute: float, wall: float) -> dict[str, Any]:
+    """Rows, episodes, per-agent mean return over the complete episodes (not one the ``--steps`` budget `cut`),
+    and timings."""
+    reward = table["reward"].to_numpy()
+    reward = reward.reshape(len(reward), -1)  # (rows, agents)
+    episode = table["episode"].to_numpy()
+    ends = (table["terminated"] | table["truncated"]).to_numpy()
+    done = np.unique(episode[ends])
+    if cut:
+        done = done[done != episode[-1]]
+    ids, inverse = np.unique(episode, return_inverse=True)
+    sums = np.stack([np.bincount(inverse, weights=reward[:, i], minlength=len(ids)) for i in range(reward.shape[1])], 1)
+    returns = sums[np.isin(ids, done)]
+    agent_returns = returns.mean(axis=0) if len(returns) else np.full(reward.shape[1], np.nan)
+    return {
+        "command": COMMAND,
+        "env": config.env,
+        "env_options": dict(config.env_options),
+        **about,
+        "rows": len(table),
+        "episodes": int(len(ids)),
+        "complete_episodes": int(len(done)),
+        "mean_return": float(np.mean(agent_returns)),
+        "agent_returns": [float(x) for x in agent_returns],
+        "terminated_share": float(table["terminated"].mean()) if len(table) else 0.0,
+        "compile_seconds": compile_seconds,
+        "collect_seconds": compute,
+        "rows_per_second": len(table) / compute if compute > 0 else None,
+        "wall_seconds": wall,
+    }
