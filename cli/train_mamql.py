@@ -71,6 +71,9 @@ def mamql(
     conv_channels: Annotated[
         str, typer.Option("--conv-channels", help="Neural conv torso channels for image observations.")
     ] = "64,64",
+    conv_kernels: Annotated[
+        str, typer.Option("--conv-kernels", help="Kernel size of each conv layer (the authors': 5,3).")
+    ] = "5,3",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Expert transitions per update.")] = 256,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
     eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Episodes per evaluation.")] = 64,
@@ -113,6 +116,7 @@ def mamql(
         lr=values["lr"],
         hidden=tuple(parse_int_list(values["hidden"], "--hidden", minimum=1)),
         conv_channels=tuple(parse_int_list(values["conv_channels"], "--conv-channels", minimum=1)),
+        conv_kernels=tuple(parse_int_list(values["conv_kernels"], "--conv-kernels", minimum=1)),
         eval_every=values["eval_every"],
         eval_episodes=values["eval_episodes"],
         env_options=options_record(parse_env_options(values["env_option"])),

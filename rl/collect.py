@@ -190,8 +190,115 @@ def tabular_layout(config: CollectConfig, env, params):
     return gems_tabular.make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
 
 
+QTABLE_COMMAND = "agentlab train qlearn"  # `rl.qlearn_training.COMMAND` (not imported: that pulls in numba)
+QTABLE_FILE = "q_tables.npy"  # `rl.qlearn_training.Q_FILE`
+
+
+def parse_qtable_spec(spec: str) -> tuple[Path, int]:
+    """``RUN_DIR[,session=K]`` (the part after ``qtable:``) -> ``(run, session)``; session 0 unless given."""
+    run, _, rest = spec.partition(",session=")
+    if not rest:
+        return Path(spec), 0
+    try:
+        session = int(rest)
+    except ValueError:
+        raise UsageError(f"--policy qtable:{spec}: session={rest!r} is not a session index (an integer >= 0)") from None
+    if session < 0:
+        raise UsageError(f"--policy qtable:{spec}: session={session} is negative")
+    return Path(run), session
+
+
+def load_qtable(spec: str, firms: int, prices: int) -> dict[str, Any]:
+    """The Q tables of one session of a `train qlearn` run, checked against a calvano kernel of `firms` firms and
+    `prices` prices: ``{"q" float64 (n, m**n, m), "run", "session", "converged", "delta", "sessions", "discount"
+    (the run's delta)}`` (`UsageError`, one line, on anything wrong)."""
+    run, session = parse_qtable_spec(spec)
+    label = f"--policy qtable:{spec}"
+    try:
+        record = rundir.load_record(run, QTABLE_COMMAND)["config"]
+    except UsageError as error:
+        raise UsageError(f"{label}: {error}") from None
+    n, m = record.get("firms"), record.get("prices")
+    if (n, m) != (firms, prices):
+        raise UsageError(
+            f"{label}: the run learned {n} firms x {m} prices; the kernel has {firms} x {prices} "
+            f"(--env-option firms={n},prices={m})"
+        )
+    file = run / QTABLE_FILE
+    if not file.is_file():
+        raise UsageError(
+            f"{label}: no {QTABLE_FILE} in the run (an unfinished run, or one from before Q tables were saved)"
+        )
+    try:
+        tables = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(f"{label}: {QTABLE_FILE} cannot be read ({error})") from None
+    if tables.ndim != 4 or tables.shape[1:] != (n, m**n, m):
+        raise UsageError(f"{label}: {QTABLE_FILE} has shape {tables.shape}, not (sessions, {n}, {m**n}, {m})")
+    if session >= tables.shape[0]:
+        raise UsageError(f"{label}: the run has sessions 0..{tables.shape[0] - 1}")
+    q = np.array(tables[session], np.float64)
+    if not np.isfinite(q).all():
+        raise UsageError(f"{label}: session {session}'s Q tables hold NaN or infinite values")
+    converged, delta = None, None
+    try:
+        import polars as pl
+
+        row = pl.read_parquet(run / "metrics.parquet").filter(pl.col("session") == session)
+        if len(row):
+            converged, delta = bool(row["converged"][0]), float(row["delta"][0])
+    except Exception:  # noqa: BLE001 - the facts are informative only
+        pass
+    return {
+        "q": q,
+        "run": str(run),
+        "session": session,
+        "sessions": int(tables.shape[0]),
+        "converged": converged,
+        "delta": delta,
+        "discount": float(record.get("delta", 0.95)),
+    }
+
+
+def boltzmann(q: np.ndarray, temperature: float) -> np.ndarray:
+    """``log softmax(q / temperature)`` over the last axis, float64 (stable for Q values far above T)."""
+    z = (q - q.max(axis=-1, keepdims=True)) / temperature
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def qtable_policy(config: CollectConfig, env, params, run: Path) -> tuple[Policy, dict[str, Any]]:
-    raise UsageError(f"--policy qtable:{run}: Q-table demonstrations (calvano) are not built yet")
+    """Each firm samples its price from ``softmax(Q_i(s, .) / T)`` of one session's final Q table, with ``s`` the
+    Q-learner's state index of the kernel's last prices, ``s = sum_i a_i m**(n-1-i)`` (`rl.qlearn`'s encoding).
+
+    ``qtable:RUN_DIR`` plays session 0 of the run, ``qtable:RUN_DIR,session=K`` session K."""
+    import jax
+    import jax.numpy as jnp
+
+    spec = config.policy.removeprefix("qtable:")
+    if config.env != "calvano":
+        raise UsageError(f"--policy qtable:{spec} plays a train qlearn run's Q tables on calvano, not {config.env}")
+    n, m = env.num_agents, env.num_prices
+    table = load_qtable(spec, n, m)
+    logits = jnp.asarray(boltzmann(table["q"], config.temperature), jnp.float32)  # (n, m**n, m)
+    place = jnp.asarray(m ** np.arange(n - 1, -1, -1), jnp.int32)
+
+    def act(key, obs, state):
+        s = jnp.sum(state.last_action * place, axis=-1)  # (lanes,)
+        lane_logits = jnp.moveaxis(logits[:, s], 0, 1)  # (lanes, n, m)
+        return jax.random.categorical(key, lane_logits).astype(jnp.int32)
+
+    greedy = np.exp(boltzmann(table["q"], config.temperature)).max(axis=-1)  # (n, m**n)
+    about = {
+        "policy": "qtable",
+        "run": table["run"],
+        "session": table["session"],
+        "session_converged": table["converged"],
+        "session_delta": table["delta"],
+        "temperature": config.temperature,
+        "q_range": float(table["q"].max() - table["q"].min()),
+        "mean_greedy_probability": float(greedy.mean()),
+    }
+    return act, about
 
 
 # -- the driver --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The tabular MAMQL run (``agentlab train mamql --tabular``): exact recovery on the gems export, measured.
+"""The tabular MAMQL run (``agentlab train mamql --tabular``): exact recovery on the gems export or on Calvano's
+pricing game (calvano), measured.
 
 Input: a gems kernel in its tabular setting (``layout=tabular``: fixed gems, never collected, no termination) and
 either a dataset of its rows (``--data DIR``, e.g. ``agentlab data collect --policy qre``) or, without data, the
@@ -17,12 +18,26 @@ rewards and policies are known there, so every figure is a measurement against t
   placed uniformly, as the kernel resets) of the learned joint Boltzmann policy, by dynamic programming on the
   export; ``expert_return`` the same for the experts. `tests/test_mamql_training.py` checks this against Monte Carlo
   episodes of the JAX kernel.
+
+**Calvano** (``--env calvano``, data from ``agentlab data collect --policy qtable:RUN_DIR[,session=K]``): the states
+are the Q-learner's ``s = a_0 m + a_1`` (last prices, `rl.qlearn`'s encoding, recomputed from the observed prices),
+15 actions per firm, ``s' = a_0 m + a_1``, reward the one-period profit (`calvano.payoff_table`); the experts are
+the Boltzmann policies ``softmax(Q_i / T)`` of the saved Q tables at the dataset's temperature T (known, not an
+equilibrium: ``qre_residual`` is None), gamma defaults to the Q-learning run's delta (0.95). ``true_reward`` is
+firm i's profit marginalised over the other firm's expert policy, ``rbar_i(s, a) = sum_b pi_-i(b|s) pi_i(a, b)``, and
+``reward_epic`` compares with the soft-optimal Q of that profit. `calvano_figures` adds what the question "what
+reward are colluding Q-learning firms acting as if they had?" needs: ``expert_q_epic`` (soft lift of the learned Q
+against the experts' own Q tables: recovery of the experts' implied reward), and over the dataset's (s, a) pairs
+the Pearson correlations of the recovered ``r_i(s, a)``, raw and within state (each state's mean removed), with the
+profit ``rbar``, the continuation value of the state reached ``gamma sum_b pi_-i(b|s) V_i(a, b)`` (``V_i`` the
+expert's soft value of its Q table) and ``Q_i - rbar_i``, and a within-state regression on profit and continuation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +49,109 @@ from agentlab.errors import UsageError
 
 @dataclasses.dataclass(frozen=True)
 class TabularProblem:
-    """The tabular game: ``next_state (S, A, A)``, ``reward (2, S, A, A)``, the QRE experts, the time limit."""
+    """The tabular game: ``next_state (S, A, A)``, ``reward (2, S, A, A)``, the experts (gems: the QRE), the time
+    limit; `kind` ("gems" or "calvano"), `states` (observations ``(N, ...)`` -> joint state indices) and, for
+    calvano, `facts` (the experts' Q tables ``q (2, S, A)``, their temperature, the session's facts)."""
 
     next_state: np.ndarray
     reward: np.ndarray
-    expert: Any  # mamql_tabular.Equilibrium
+    expert: Any  # mamql_tabular.Equilibrium (gems) or CalvanoExperts
     max_steps: int
     size: int
+    kind: str = "gems"
+    states: Callable[[np.ndarray], np.ndarray] | None = None
+    facts: dict | None = None
+
+    def state_index(self, obs: np.ndarray) -> np.ndarray:
+        return self.states(obs) if self.states is not None else states_of(obs, self.size)
 
 
-def tabular_problem(env, params, gamma: float, temperature: float) -> TabularProblem:
-    """Export the gems kernel `env`/`params` (tabular setting) and solve its QRE (`UsageError` if not tabular)."""
+@dataclasses.dataclass(frozen=True)
+class CalvanoExperts:
+    """Known experts that are not an equilibrium: ``policy`` (2, S, A), the true marginal reward ``rbar`` (2, S, A),
+    ``q`` (2, S, A) the soft-optimal Q of ``rbar`` in each firm's marginal MDP (for EPIC), ``v`` (2, S)."""
+
+    policy: np.ndarray
+    rbar: np.ndarray
+    q: np.ndarray
+    v: np.ndarray
+    residual: float = float("nan")
+
+
+def check_inputs(config, env, params, dataset):
+    """`config` with its tabular defaults filled in (gamma: the QRE dataset's, or calvano's Q-learning delta) once
+    the tabular problem is known to be buildable (`UsageError`, one line, otherwise: a kernel without a tabular
+    form, calvano without --data)."""
+    record = dataset.record if dataset is not None else {}
+    gamma = config.gamma
+    if gamma is None and record.get("policy") == "qre":
+        gamma = float(record.get("gamma", 0.9))
+    if getattr(env, "name", "") == "calvano":
+        problem = tabular_problem(env, params, config.gamma_or(0.95), config.temperature, dataset)
+        gamma = gamma if gamma is not None else problem.facts["discount"]
+    else:
+        tabular_problem(env, params, 0.9, config.temperature)
+    return dataclasses.replace(config, gamma=gamma) if gamma is not None else config
+
+
+def calvano_states(obs: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Q-learning state index ``a_0 m + a_1`` of calvano observations ``(N, 2, 2)`` (firm 0's row: last prices in
+    firm order), each price mapped to its grid index (the nearest grid price)."""
+    grid = np.asarray(grid, np.float64)
+    idx = np.abs(np.asarray(obs[:, 0, :], np.float64)[:, :, None] - grid[None, None, :]).argmin(axis=2)
+    m = len(grid)
+    return (idx[:, 0] * m + idx[:, 1]).astype(np.int64)
+
+
+def calvano_problem(env, params, dataset, gamma: float) -> TabularProblem:
+    """Calvano's 2-firm stage game as a tabular game and the Boltzmann experts of the dataset's Q tables."""
+    from agentlab.kernels.markets.calvano import payoff_table
+    from agentlab.rl import collect, mamql_tabular
+
+    if env.num_agents != 2:
+        raise UsageError(f"--tabular MAMQL is for two agents; this calvano kernel has {env.num_agents} firms")
+    policy = "" if dataset is None else str(dataset.record.get("policy", ""))
+    if not policy.startswith("qtable:"):
+        raise UsageError(
+            "--tabular on calvano needs --data from `agentlab data collect --env calvano --policy qtable:RUN_DIR` "
+            "(the experts are that run's Q tables)"
+        )
+    m = env.num_prices
+    table = collect.load_qtable(policy.removeprefix("qtable:"), 2, m)
+    temperature = float(dataset.record.get("temperature", 1.0))
+    n = m * m
+    next_state = np.broadcast_to((np.arange(m)[:, None] * m + np.arange(m)[None, :])[None], (n, m, m)).astype(np.int32)
+    payoff = payoff_table(2, params)  # (m*m, 2)
+    reward = np.broadcast_to(np.moveaxis(payoff.reshape(m, m, 2), 2, 0)[:, None], (2, n, m, m)).astype(np.float64)
+    policy_e = np.exp(collect.boltzmann(table["q"], temperature))  # (2, S, A)
+    rbar, q, v = [], [], []
+    for i in range(2):
+        succ, prob, rb = mamql_tabular.marginal_mdp(next_state, reward, policy_e[1 - i], i)
+        qi, vi, _, _ = mamql_tabular.soft_best_response(rb, succ, prob, gamma, temperature, tol=1e-10)
+        rbar.append(rb)
+        q.append(qi)
+        v.append(vi)
+    expert = CalvanoExperts(policy_e, np.stack(rbar), np.stack(q), np.stack(v))
+    grid = np.asarray(params.prices, np.float64)
+    facts = {**table, "temperature": temperature, "payoff": payoff}
+    return TabularProblem(
+        next_state, reward, expert, int(params.max_steps), m, "calvano", lambda obs: calvano_states(obs, grid), facts
+    )
+
+
+def tabular_problem(env, params, gamma: float, temperature: float, dataset=None) -> TabularProblem:
+    """Export the gems kernel `env`/`params` (tabular setting) and solve its QRE, or (calvano) the pricing game and
+    the dataset's Q-table experts (`UsageError` if neither)."""
     from agentlab.kernels.multi import gems_tabular
     from agentlab.rl import mamql_tabular
 
+    if getattr(env, "name", "") == "calvano":
+        return calvano_problem(env, params, dataset, gamma)
     if getattr(env, "name", "") != "gems" or params.collect or params.gem_cells is None:
-        raise UsageError("--tabular needs gems in its tabular setting: --env gems --env-option layout=tabular,size=5")
+        raise UsageError(
+            "--tabular needs gems in its tabular setting (--env gems --env-option layout=tabular,size=5) or calvano "
+            "data from a train qlearn run's Q tables"
+        )
     cells = np.asarray(params.gem_cells)
     blue, red = env.num_blue, env.num_red
     layout = gems_tabular.make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
@@ -84,15 +186,14 @@ def data_problem(dataset, problem: TabularProblem, gamma: float, temperature: fl
     """``(ExpertData, visited states)`` from a dataset's rows (plug-in estimator of `mamql_tabular`)."""
     from agentlab.rl import mamql_tabular
 
-    s = states_of(dataset["obs"], problem.size)
-    s_next = states_of(dataset["next_obs"], problem.size)
+    s = problem.state_index(dataset["obs"])
+    s_next = problem.state_index(dataset["next_obs"])
     action = dataset["action"]
-    n = problem.next_state.shape[0]
+    n, a = problem.next_state.shape[:2]
     if not np.array_equal(problem.next_state[s, action[:, 0], action[:, 1]], s_next):
-        raise UsageError(
-            "--data: its transitions do not follow the tabular gems rules of --env-option (another layout?)"
-        )
-    data = mamql_tabular.from_transitions(s, action[:, 0], action[:, 1], s_next, n, 5, gamma, temperature)
+        rules = "the tabular gems rules of --env-option (another layout?)" if problem.kind == "gems" else "calvano's"
+        raise UsageError(f"--data: its transitions do not follow {rules}")
+    data = mamql_tabular.from_transitions(s, action[:, 0], action[:, 1], s_next, n, a, gamma, temperature)
     return data, np.unique(s)
 
 
@@ -173,8 +274,142 @@ def measure(problem: TabularProblem, learned: dict, visited: np.ndarray, gamma: 
         "reward_pearson": mean(pearson),
         "agent_reward_pearson": pearson,
         "visited_states": int(len(visited)),
-        "qre_residual": float(expert.residual),
+        "qre_residual": None if np.isnan(expert.residual) else float(expert.residual),
     }
+
+
+def continuation(problem: TabularProblem, gamma: float | None = None) -> np.ndarray:
+    """``(2, S, A)``: the continuation value of the state reached, ``gamma sum_b pi_-i(b|s) V_i(s'(a, b))``, with
+    ``V_i = T logsumexp(Q_i / T)`` the expert's soft value of its own Q table (gamma: the Q-learning run's delta)."""
+    gamma = problem.facts["discount"] if gamma is None else gamma
+    t = problem.facts["temperature"]
+    q = problem.facts["q"]
+    top = q.max(axis=2)
+    v = top + t * np.log(np.exp((q - top[..., None]) / t).sum(axis=2))  # (2, S)
+    m = problem.next_state.shape[1]
+    v_next = v.reshape(2, m, m)  # V_i(a0 * m + a1)
+    pol = problem.expert.policy
+    own0 = np.einsum("sb,ab->sa", pol[1], v_next[0])  # firm 0 plays a, firm 1 b ~ pi_1(.|s)
+    own1 = np.einsum("sb,ba->sa", pol[0], v_next[1])  # firm 1 plays a, firm 0 b ~ pi_0(.|s)
+    return gamma * np.stack([own0, own1])
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and x.std() > 0 and y.std() > 0 else None
+
+
+def shaping_fit(r: np.ndarray, signal: np.ndarray, problem, gamma: float) -> dict:
+    """Is the recovered reward `r` (S, A) the `signal` (S, A) up to potential shaping? Weighted least squares over
+    the dataset's (s, a) pairs (weights ``problem.rho``) of ``r(s, a) = alpha signal(s, a) + k + gamma (P c)(s, a) -
+    c(s)`` with ``P`` the empirical model the learner used and a free potential ``c``: ``{"alpha", "r2"`` (with the
+    signal), ``"r2_shaping_only"`` (alpha = 0)``}``."""
+    rho = problem.rho
+    pairs = np.argwhere(rho > 0)
+    n = rho.shape[0]
+    basis = np.zeros((len(pairs), n))
+    for row, (s, a) in enumerate(pairs):
+        np.add.at(basis[row], problem.succ[s, a], gamma * problem.prob[s, a])
+        basis[row, s] -= 1.0
+    w = np.sqrt(rho[pairs[:, 0], pairs[:, 1]])
+    y = r[pairs[:, 0], pairs[:, 1]]
+    ybar = np.sum(w**2 * y) / np.sum(w**2)
+    total = np.sum(w**2 * (y - ybar) ** 2)
+
+    def fit(columns):
+        x = np.column_stack([np.ones(len(y)), *columns, basis])
+        coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+        return coef, 1.0 - np.sum(w**2 * (y - x @ coef) ** 2) / total
+
+    coef, r2 = fit([signal[pairs[:, 0], pairs[:, 1]]])
+    _, r2_shaping = fit([])
+    return {"alpha": float(coef[1]), "r2": float(r2), "r2_shaping_only": float(r2_shaping)}
+
+
+def calvano_figures(problem: TabularProblem, learned: dict, data, gamma: float, temperature: float) -> dict:
+    """The question's figures on calvano (module docstring): per firm and their means, over the (s, a) pairs the
+    dataset holds; ``within`` = each state's mean (over its observed actions) removed, states with at least two
+    observed actions."""
+    from agentlab.rl import mamql_tabular, reward_distance
+
+    facts = problem.facts
+    expert = problem.expert
+    weight = data.joint.sum(axis=(1, 2))  # (S,) the dataset's state frequencies
+    kl_w = [
+        float(
+            np.sum(
+                weight
+                * np.where(
+                    expert.policy[i] > 0,
+                    expert.policy[i] * (np.log(expert.policy[i]) - np.log(np.maximum(learned["policy"][i], 1e-300))),
+                    0.0,
+                ).sum(axis=1)
+            )
+        )
+        for i in range(2)
+    ]
+    out: dict[str, Any] = {
+        "qtable_run": facts["run"],
+        "qtable_session": facts["session"],
+        "session_delta": facts["delta"],
+        "session_converged": facts["converged"],
+        "expert_temperature": facts["temperature"],
+        "policy_kl_weighted": float(np.mean(kl_w)),
+        "agent_policy_kl_weighted": kl_w,
+    }
+    if learned["reward"] is None:
+        return out
+    cont = continuation(problem)
+    signals = {"profit": expert.rbar, "continuation": cont, "q_minus_profit": facts["q"] - expert.rbar}
+    corr: dict[str, list] = {f"{kind}_{name}": [] for kind in ("corr", "within_corr") for name in signals}
+    betas, r2, epic_q, fits = [], [], [], []
+    for i in range(2):
+        seen = data.problems[i].rho > 0  # (S, A) pairs in the data
+        r = learned["reward"][i]
+        counts = seen.sum(axis=1)
+        multi = seen & (counts >= 2)[:, None]
+
+        def within(x, seen=seen, counts=counts, multi=multi):
+            mean = np.where(seen, x, 0.0).sum(axis=1) / np.maximum(counts, 1)
+            return (x - mean[:, None])[multi]
+
+        for name, sig in signals.items():
+            corr[f"corr_{name}"].append(_pearson(r[seen], sig[i][seen]))
+            corr[f"within_corr_{name}"].append(_pearson(within(r), within(sig[i])))
+        y = within(r)
+        x = np.stack([within(expert.rbar[i]), within(cont[i])], axis=1)
+        scale = x.std(axis=0)
+        if len(y) > 2 and np.all(scale > 0) and y.std() > 0:
+            coef, *_ = np.linalg.lstsq(x / scale, y / y.std(), rcond=None)
+            fitted = (x / scale) @ coef
+            betas.append([float(c) for c in coef])
+            r2.append(float(1 - np.sum((y / y.std() - fitted) ** 2) / np.sum((y / y.std()) ** 2)))
+        else:
+            betas.append(None)
+            r2.append(None)
+        succ, prob, _ = mamql_tabular.marginal_mdp(problem.next_state, problem.reward, expert.policy[1 - i], i)
+        dense = reward_distance.dense_transitions(succ, prob)
+        coverage = dense * data.problems[i].rho[:, :, None]  # the dataset's (s, a) pairs, s' ~ the true model
+        coverage /= coverage.sum()
+        fits.append(shaping_fit(r, expert.rbar[i], data.problems[i], gamma))
+        epic_q.append(
+            reward_distance.epic_distance(
+                reward_distance.soft_lift(learned["q"][i], gamma, temperature),
+                reward_distance.soft_lift(facts["q"][i], gamma, facts["temperature"]),
+                gamma,
+                coverage,
+            )
+        )
+    mean = lambda values: None if any(v is None for v in values) else float(np.mean(values))  # noqa: E731
+    for key, values in corr.items():
+        out[key] = mean(values)
+        out[f"agent_{key}"] = values
+    out["within_beta_profit_continuation"] = betas  # per firm: standardised coefficients
+    out["within_r2"] = r2
+    for key in fits[0]:
+        out[f"shaping_fit_{key}"] = [f[key] for f in fits]
+    out["expert_q_epic"] = float(np.mean(epic_q))
+    out["agent_expert_q_epic"] = [float(e) for e in epic_q]
+    return out
 
 
 def run(config, out: Path, env, params, dataset, started: float) -> dict[str, Any]:
@@ -182,7 +417,7 @@ def run(config, out: Path, env, params, dataset, started: float) -> dict[str, An
     import polars as pl
 
     gamma, temperature = config.gamma_or(0.9), config.temperature
-    problem = tabular_problem(env, params, gamma, temperature)
+    problem = tabular_problem(env, params, gamma, temperature, dataset)
     if dataset is not None:
         data, visited = data_problem(dataset, problem, gamma, temperature)
     else:
@@ -200,6 +435,7 @@ def run(config, out: Path, env, params, dataset, started: float) -> dict[str, An
         "gamma": gamma,
         "temperature": temperature,
         **measure(problem, learned, visited, gamma, temperature),
+        **(calvano_figures(problem, learned, data, gamma, temperature) if problem.kind == "calvano" else {}),
         "updates": config.total_updates if config.algo != "bc" else 0,
         "solve_seconds": seconds,
         "updates_per_second": (config.total_updates * (2 if config.algo == "mamql" else 1)) / seconds
@@ -220,6 +456,9 @@ def run(config, out: Path, env, params, dataset, started: float) -> dict[str, An
         }
         if learned["reward"] is not None:
             frame["recovered_reward"] = learned["reward"][i].ravel()
+        if problem.kind == "calvano":
+            frame["expert_q"] = problem.facts["q"][i].ravel()
+            frame["continuation"] = continuation(problem, gamma)[i].ravel()
         rows.append(pl.DataFrame(frame))
     rundir.write_parquet(out / "rewards.parquet", pl.concat(rows))
     rundir.write_json(out / "summary.json", summary)
@@ -243,6 +482,8 @@ def plot(out: Path, problem: TabularProblem, learned: dict, visited: np.ndarray)
         ax.set_title(f"agent {i}")
     fig.tight_layout()
     rundir.save_figure(out / "plots" / "reward_scatter.png", fig)
+    if problem.kind != "gems":
+        return
     size = problem.size
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     for ax, (title, table) in zip(axes, (("true", problem.expert.rbar[0]), ("recovered", learned["reward"][0]))):

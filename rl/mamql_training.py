@@ -71,6 +71,7 @@ class MAMQLRunConfig:
     lr: float = 1e-3
     hidden: tuple[int, ...] = (1024, 1024)  # neural: the authors' Gems head
     conv_channels: tuple[int, ...] = (64, 64)  # neural, image observations: the authors' Gems torso
+    conv_kernels: tuple[int, ...] = (5, 3)  # their kernel sizes (valid convolutions, stride 1)
     updates_per_chunk: int = 100
     eval_every: int = 5  # chunks
     eval_episodes: int = 64
@@ -99,6 +100,8 @@ class MAMQLRunConfig:
             GAMMA.check(self.gamma)
         for width in (*self.hidden, *self.conv_channels):
             WIDTH.check(width)
+        if len(self.conv_kernels) != len(self.conv_channels):
+            raise UsageError("--conv-kernels needs one kernel size per --conv-channels layer")
         if not self.hidden:
             raise UsageError("--hidden needs at least one layer width")
         if self.data is None and not self.tabular:
@@ -120,6 +123,7 @@ class MAMQLRunConfig:
             "env_options": dict(self.env_options),
             "hidden": list(self.hidden),
             "conv_channels": list(self.conv_channels),
+            "conv_kernels": list(self.conv_kernels),
             "total_updates": self.total_updates,
         }
 
@@ -156,9 +160,7 @@ def train(
     if config.tabular:
         from agentlab.rl import mamql_tabular_training
 
-        if dataset is not None and dataset.record.get("policy") == "qre" and config.gamma is None:
-            config = dataclasses.replace(config, gamma=float(dataset.record.get("gamma", 0.9)))
-        mamql_tabular_training.tabular_problem(env, params, 0.9, config.temperature)  # refuse a non-tabular kernel
+        config = mamql_tabular_training.check_inputs(config, env, params, dataset)  # refuse; default gamma
         with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force) as work:
             if on_chunk is not None:
                 on_chunk({"update": 0, "total": config.total_updates, "return": float("nan")})
@@ -186,13 +188,20 @@ def neural_learner(config: MAMQLRunConfig, dataset, env, params):
         phi="linear" if config.mode == "exact" else "chi2",
         hidden=tuple(config.hidden),
         conv_channels=tuple(config.conv_channels),
-        conv_kernels=mamql.MAMQLConfig.conv_kernels[: len(config.conv_channels)]
-        + (3,) * max(0, len(config.conv_channels) - 2),
+        conv_kernels=tuple(config.conv_kernels),
         total_updates=config.total_updates,
         updates_per_chunk=min(config.updates_per_chunk, config.total_updates),
         seeds=config.seeds,
         seed=config.seed,
     ).validate()
+    shape = tuple(env.observation_space(params).shape[1:])
+    if len(shape) == 3:  # (channels, height, width): every valid convolution must leave at least one cell
+        side = min(shape[1:]) - sum(k - 1 for k in mconfig.conv_kernels)
+        if side < 1:
+            raise UsageError(
+                f"--conv-kernels {','.join(map(str, mconfig.conv_kernels))} do not fit a {shape[1]}x{shape[2]} grid "
+                "(valid convolutions shrink it by kernel - 1 each): use smaller or fewer kernels"
+            )
     learner = mamql.MAMQL(mconfig, env, params)
     mamql.check_memory(learner)
     return learner, mamql.prepare_data(dataset.arrays, learner)
@@ -280,7 +289,7 @@ def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, e
         "data": str(config.data),
         "expert_steps": len(dataset),
         **return_summary(per_seed),
-        "expert_return": dataset_return(dataset),
+        "expert_return": dataset_return(dataset, getattr(params, "max_steps", None)),
         **known_expert_figures(config, learner, state.params, dataset, env, params),
         "updates": total,
         "updates_per_second": total * config.seeds / run_seconds if run_seconds > 0 else None,
@@ -307,12 +316,13 @@ def return_summary(per_seed: np.ndarray) -> dict[str, Any]:
     }
 
 
-def dataset_return(dataset) -> float | None:
-    """Mean over agents of the dataset's per-agent return over its complete episodes (None if none)."""
+def dataset_return(dataset, limit: int | None) -> float | None:
+    """Mean over agents of the dataset's per-agent return over its complete episodes: those that terminated or
+    reached the time limit `limit` (not one cut by a row budget); None if there is none."""
     reward = dataset["reward"].reshape(len(dataset), -1)
     episode = dataset["episode"]
-    ends = dataset["terminated"] | dataset["truncated"]
-    done = np.isin(episode, episode[ends])
+    complete_end = dataset["terminated"] | (dataset["truncated"] & (dataset["t"] + 1 == (limit or 0)))
+    done = np.isin(episode, episode[complete_end])
     if not done.any():
         return None
     ids, inverse = np.unique(episode[done], return_inverse=True)

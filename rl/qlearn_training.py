@@ -5,6 +5,11 @@ Per session: converged prices, profit gain Delta, periods to convergence, the pr
 (firm 0 forced to its static best response for one period, learning frozen, then `IMPULSE_AFTER` periods of greedy
 play). A batch file (``checkpoints/sessions-NNNNNNN.npz``) is a cache of deterministic work: a resumed run recomputes
 only the batches it lacks, and the metrics of a resumed run equal an uninterrupted run's (timings aside).
+
+The final Q tables are kept as plain arrays: each batch file holds its sessions' ``q`` (float64
+``(sessions, n, m**n, m)``, `agentlab.rl.qlearn`'s state encoding; a batch file of an older version without it is
+recomputed), and the run directory gets ``q_tables.npy``, every session's in session order (``(S, n, m**n, m)``,
+``np.load``), which ``agentlab data collect --policy qtable:RUN_DIR`` plays.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from agentlab.rl.qlearn import QLearnConfig
 COMMAND = "agentlab train qlearn"
 BACKENDS = ("numba", "jax")
 IMPULSE_AFTER = 15
-BATCH_KEYS = ("greedy", "periods", "converged", "final_state", "compute_seconds")
+BATCH_KEYS = ("greedy", "periods", "converged", "final_state", "compute_seconds", "q")
+Q_FILE = "q_tables.npy"
 THREADS = Bound("--threads", int, low=0, high=65536, unit="numba threads; 0: all cores")
 BATCH = Bound("--batch", int, low=1, high=2**31 - 1, unit="sessions per batch")
 RESUME_IGNORES = (*rundir.RESUME_IGNORES, "threads")  # the thread count changes no number
@@ -92,7 +98,7 @@ def _train(
     if backend == "numba":  # compile once on a one-period session, timed apart
         qlearn.train_numba(dataclasses.replace(config, max_periods=1), payoff, qlearn.session_keys(0, 1))
         timing["compile_seconds"] = time.perf_counter() - started
-    rows, impulse, compute = [], [], 0.0
+    rows, impulse, compute, tables = [], [], 0.0, []
     for start, count in batches(config.sessions, batch):
         saved = load_batch(out, start)
         if saved is None:
@@ -103,6 +109,7 @@ def _train(
             save_batch(out, start, result, seconds)
             saved = load_batch(out, start)
         compute += float(saved["compute_seconds"])
+        tables.append((start, saved["q"].shape))
         wall = time.perf_counter() - started
         batch_rows, batch_impulse = session_rows(config, params, payoff, bench, saved, start, wall)
         rows += batch_rows
@@ -116,6 +123,7 @@ def _train(
     summary["wall_seconds"] = time.perf_counter() - started
     rundir.write_parquet(out / "metrics.parquet", frame)
     rundir.write_parquet(out / "impulse.parquet", impulse_frame)
+    rundir.atomic_write(out / Q_FILE, lambda tmp: write_q_tables(tmp, out, tables))
     rundir.write_json(out / "summary.json", summary)
     plot(out, frame, summary, config)
     return summary
@@ -139,6 +147,19 @@ def run_batch(config: QLearnConfig, payoff: np.ndarray, start: int, count: int, 
     return qlearn.train_numba(config, payoff, keys)
 
 
+def write_q_tables(path: Path, out: Path, tables: list[tuple[int, tuple[int, ...]]]) -> None:
+    """``q_tables.npy`` at `path` from the batch files (``(start, q shape)`` each), one batch in memory at a time."""
+    shape = (sum(s[0] for _, s in tables), *tables[0][1][1:])
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+    for start, q_shape in tables:
+        saved = load_batch(out, start)
+        if saved is None or saved["q"].shape != q_shape:
+            raise UsageError(f"{batch_path(out, start)} changed while the run was writing {Q_FILE}; run it again")
+        array[start : start + q_shape[0]] = saved["q"]
+    array.flush()
+    del array
+
+
 def batch_path(out: Path, start: int) -> Path:
     return Path(out) / "checkpoints" / f"sessions-{start:07d}.npz"
 
@@ -155,6 +176,7 @@ def save_batch(out: Path, start: int, result, wall: float) -> None:
         converged=result.converged,
         final_state=result.final_state,
         compute_seconds=np.float64(wall),
+        q=np.asarray(result.q, np.float64),
     )
     data = buffer.getvalue()
     rundir.atomic_write(batch_path(out, start), lambda tmp: tmp.write_bytes(data))
@@ -187,8 +209,8 @@ def load_batch(out: Path, start: int) -> dict | None:
             saved = {k: data[k] for k in BATCH_KEYS}
         except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError):
             return None
-    sessions = {saved[k].shape[:1] for k in BATCH_KEYS[:4]}
-    if len(sessions) != 1 or () in sessions or saved["compute_seconds"].shape != ():
+    sessions = {saved[k].shape[:1] for k in (*BATCH_KEYS[:4], "q")}
+    if len(sessions) != 1 or () in sessions or saved["compute_seconds"].shape != () or saved["q"].ndim != 4:
         return None
     return saved
 

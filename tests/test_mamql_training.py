@@ -121,3 +121,69 @@ def test_cli_refuses_bad_data_and_budget(tmp_path):
         )
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+SMALL = {
+    "hidden": (32,),
+    "conv_channels": (8,),
+    "conv_kernels": (3,),
+    "eval_episodes": 8,
+    "batch_size": 64,
+    "updates_per_chunk": 50,
+}
+
+
+def test_neural_run_resumes_to_the_uninterrupted_numbers(tmp_path):
+    """A neural run stopped after its first chunk (Ctrl-C) and resumed ends with the metrics and summary
+    figures of an uninterrupted run; the summary measures the learner against the known QRE experts."""
+    import polars as pl
+
+    from agentlab.errors import RunInterrupted
+
+    data = tmp_path / "data"
+    collect.collect(collect.CollectConfig(env="gems", env_options=TABULAR, policy="qre", steps=600), data)
+    config = mamql_training.MAMQLRunConfig(env="gems", data=str(data), updates=100, eval_every=1, **SMALL)
+    whole = mamql_training.train(config, tmp_path / "whole")
+
+    def stop_after_first(info):
+        if info["update"] == 50:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        mamql_training.train(config, tmp_path / "part", on_chunk=stop_after_first)
+    resumed = mamql_training.train(config, tmp_path / "part", resume=True)
+    for key in ("mean_return", "agent_returns", "policy_kl", "reward_epic", "expert_return"):
+        assert resumed[key] == whole[key], key
+    columns = ["seed", "update", "loss", "mean_return"]
+    a = pl.read_parquet(tmp_path / "whole" / "metrics.parquet").select(columns)
+    b = pl.read_parquet(tmp_path / "part" / "metrics.parquet").select(columns)
+    assert a.equals(b)
+    # the expert return is the dataset's complete episodes' mean, measured independently here
+    ds = mamql_training.load_inputs(config)[0]
+    complete = ds["episode"] < 600 // 45
+    per_episode = np.bincount(ds["episode"][complete], weights=ds["reward"][complete].sum(axis=1)) / 2
+    assert whole["expert_return"] == pytest.approx(per_episode.mean())
+    assert 0 < whole["policy_kl"] < 10 and whole["reward_epic"] is not None
+    assert (tmp_path / "whole" / "plots" / "return_curve.png").is_file()
+
+
+def test_study_table_and_ratios(tmp_path):
+    """`sweep mamql` (tabular, tiny): one row per cell, per-cell means over seeds equal the rows' means, and the
+    return ratio is the two algorithms' means' ratio."""
+    from agentlab.studies import mamql as study
+
+    config = study.StudyConfig(
+        env="gems", env_options=TABULAR, algos=("mamql", "iq-joint"), expert_steps=(300, 900), seeds=2, updates=300
+    ).validate()
+    out = tmp_path / "study"
+    study.collect_data(config, out)
+    counts = study.run(config, out)
+    assert counts.computed == 8 and study.run(config, out).skipped == 8  # a rerun computes nothing
+    frame = study.table(config, out)
+    assert frame.height == 8
+    summary = study.summarise(frame, config)
+    for cell in summary["cells"]:
+        rows = frame.filter((frame["algo"] == cell["algo"]) & (frame["expert_steps"] == cell["expert_steps"]))
+        assert cell["mean_return"] == pytest.approx(rows["mean_return"].mean())
+    get = {(c["algo"], c["expert_steps"]): c["mean_return"] for c in summary["cells"]}
+    assert summary["mamql_over_iq_joint_return"]["900"] == pytest.approx(get[("mamql", 900)] / get[("iq-joint", 900)])
