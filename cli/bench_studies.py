@@ -355,6 +355,75 @@ def synergy(
     _finish(out, summary, json, quiet, line)
 
 
+# -- agentlab bench mamql ---------------------------------------------------------------------------------------
+
+
+@handle_errors
+def mamql(
+    ma_mql: Annotated[
+        Path | None,
+        typer.Option(
+            "--ma-mql",
+            help="A checkout of github.com/USC-Lira/ma-mql: adds the authors' PyTorch update (needs --torch-python). "
+            "Without it, agentlab's update only.",
+        ),
+    ] = None,
+    torch_python: Annotated[
+        Path | None,
+        typer.Option("--torch-python", help="The python of a bench-only environment with torch and numpy<2."),
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved timed rounds (median and range reported).")] = 5,
+    updates: Annotated[int, typer.Option("--updates", help="agentlab updates per timed round (one chunk).")] = 4,
+    peer_updates: Annotated[int, typer.Option("--peer-updates", help="Peer updates per timed round.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="PyTorch threads in the peer's process.")] = 2,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """MAMQL update speed (bench/mamql.py): agentlab's neural update (batch 256, both agents, the authors' Gems
+    critic), offline and online, beside the authors' PyTorch update and iteration run from --ma-mql in a
+    --torch-python process, interleaved over --rounds rounds on synthetic batches of the same shapes, compile
+    excluded (reported apart). Writes summary.json (medians, ranges, ratios, machine) and metrics.parquet (a row
+    per learner and round)."""
+    from agentlab import rundir
+    from agentlab.bench import mamql as bm
+
+    bench = bm.MAMQLBench(
+        rounds=rounds,
+        updates=updates,
+        peer_updates=peer_updates,
+        threads=threads,
+        ma_mql=ma_mql,
+        torch_python=torch_python,
+    ).validate()
+    out = Path(out or default_out("bench-mamql"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "bench mamql", bench.record(), force=force) as work:
+        import polars as pl
+
+        rows: list[dict] = []
+
+        def on_round(r: int, seconds: dict[str, float]) -> None:
+            rows.extend(
+                {"learner": name, "round": r, "seconds_per_update": s, "updates_per_second": 1.0 / s}
+                for name, s in seconds.items()
+            )
+            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
+            if not quiet:
+                text = ", ".join(f"{name} {1.0 / s:.3g}/s" for name, s in seconds.items())
+                typer.echo(f"round {r + 1}/{rounds}: {text}", err=True)
+
+        if not quiet:
+            typer.echo(f"bench mamql: {', '.join(bench.learners())}; compiling and warming up ...", err=True)
+        summary = bm.run(bench, on_round)
+        rundir.write_json(work / "summary.json", summary)
+    if not quiet:
+        for text in bm.lines(summary):
+            typer.echo(text, err=True)
+    _finish(out, summary, json, quiet, f"bench mamql: {rounds} rounds")
+
+
 # -- agentlab bench report --------------------------------------------------------------------------------------
 
 
@@ -388,5 +457,6 @@ COMMANDS = {
     "markets": markets,
     "lemons": lemons,
     "synergy": synergy,
+    "mamql": mamql,
     "report": report,
 }

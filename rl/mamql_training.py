@@ -357,7 +357,8 @@ def known_expert_figures(config, learner, params, dataset, env, env_params) -> d
             succ, prob, _ = mamql_tabular.marginal_mdp(
                 problem.next_state, problem.reward, problem.expert.policy[1 - i], i
             )
-            v = config.temperature * np.log(np.exp(qbar[i] / config.temperature).sum(axis=1))
+            top = qbar[i].max(axis=1)
+            v = top + config.temperature * np.log(np.exp((qbar[i] - top[:, None]) / config.temperature).sum(axis=1))
             rewards.append(qbar[i] - learner.config.gamma * (prob * v[succ]).sum(axis=2))
         learned.update(q=qbar, reward=np.stack(rewards))
     visited = np.unique(tt.states_of(dataset["obs"], problem.size))
