@@ -223,6 +223,14 @@ def _build_template(root: Path) -> None:
     (ws / "grid_latin1.txt").write_bytes(b"plain # caf\xe9\n")
     (ws / "grid_binary.txt").write_bytes(BINARY)
 
+    # datasets for train mamql (a tiny tabular gems one, and a copy that lacks a column)
+    from agentlab.rl import collect
+
+    gems = (("layout", "tabular"), ("size", 3))
+    collect.collect(collect.CollectConfig(env="gems", env_options=gems, policy="random", steps=60), ws / "gemsdata")
+    shutil.copytree(ws / "gemsdata", ws / "baddata")
+    pl.read_parquet(ws / "baddata" / "data.parquet").drop("action").write_parquet(ws / "baddata" / "data.parquet")
+
     # render outputs that exist
     (ws / "clip.gif").write_bytes(b"GIF89a not really")
     (ws / "frame.png").write_bytes(b"\x89PNG not really")
@@ -277,6 +285,8 @@ def _skip_expensive_work(patch: pytest.MonkeyPatch) -> None:
         "agentlab.rl.evaluate.evaluate": _computes,
         "agentlab.rl.qlearn.train_numba": _computes,
         "agentlab.synergy.sweep.run_units": _computes,
+        "agentlab.rl.mamql_tabular_training.run": _computes,
+        "agentlab.studies.mamql.collect_data": _computes,
     }
     for target, stub in targets.items():
         try:
@@ -517,6 +527,56 @@ OPTIONS = {
         "--config": (one_of("small.toml", "empty.toml"), CONFIG_FILES),
         "--out": (OUT[0], st.one_of(OUT[1], one_of("ppo", "ppo_badckpt", "ppo_truncckpt", "ppo_nockpt"))),
     },
+    "data collect": {
+        **COMMON,
+        "--env": (one_of("gems", "coordination"), st.one_of(one_of("pong", ""), free_text)),
+        "--env-option": (
+            one_of("layout=tabular,size=3", "size=3", "num_agents=2"),
+            grammar("layout= tabular size= 3 0 -1 num_agents= , = max_steps= none true"),
+        ),
+        "--policy": (one_of("random"), st.one_of(paths("notrun ppo gemsdata"), one_of("qre", "qtable:ppo", "noisy:x"))),
+        "--steps": numbers("5", "50"),
+        "--episodes": numbers("1", "2"),
+        "--temperature": numbers("1", "0.5"),
+        "--gamma": numbers("0.9"),
+    },
+    "train mamql": {
+        **COMMON,
+        "--env": (one_of("gems"), st.one_of(one_of("breakout", "coordination", ""), free_text)),
+        "--data": (one_of("gemsdata"), paths("baddata notrun ppo emptydir")),
+        "--env-option": (one_of("layout=tabular,size=3"), grammar("layout= tabular size= 3 0 , = none")),
+        "--expert-steps": numbers("10", "60"),
+        "--algo": (one_of("mamql", "iq-joint", "bc"), st.one_of(one_of("gail", ""), free_text)),
+        "--mode": (one_of("chi2", "exact"), st.one_of(one_of("linear", ""), free_text)),
+        "--updates": numbers("1", "2"),
+        "--seeds": numbers("1"),
+        "--gamma": numbers("0.9"),
+        "--temperature": numbers("1"),
+        "--hidden": (one_of("4", "4,4"), CSV_LIST),
+        "--conv-channels": (one_of("2"), CSV_LIST),
+        "--conv-kernels": (one_of("1"), CSV_LIST),
+        "--batch-size": numbers("4"),
+        "--lr": numbers("0.001"),
+        "--eval-episodes": numbers("1"),
+        "--eval-every": numbers("1"),
+        "--config": (one_of("empty.toml"), CONFIG_FILES),
+    },
+    "sweep mamql": {
+        **COMMON,
+        "--env": (one_of("gems"), st.one_of(one_of("breakout", ""), free_text)),
+        "--env-option": (one_of("layout=tabular,size=3"), grammar("layout= tabular size= 3 0 , = none")),
+        "--expert": (one_of("qre", "random"), st.one_of(paths("notrun"), one_of("qtable:x"))),
+        "--algos": (one_of("bc", "mamql,bc"), grammar("mamql iq-joint bc gail , ,,")),
+        "--expert-steps": (one_of("10", "10,20"), CSV_LIST),
+        "--seeds": numbers("1"),
+        "--mode": (one_of("chi2", "exact"), st.one_of(one_of("linear", ""), free_text)),
+        "--updates": numbers("1", "2"),
+        "--hidden": (one_of("4"), CSV_LIST),
+        "--conv-channels": (one_of("2"), CSV_LIST),
+        "--conv-kernels": (one_of("1"), CSV_LIST),
+        "--eval-episodes": numbers("1"),
+        "--executor": (one_of("local"), st.one_of(one_of("ray", ""), free_text)),
+    },
     "train qlearn": {
         **COMMON,
         "--env": (one_of("calvano"), st.one_of(one_of("breakout", ""), free_text)),
@@ -625,7 +685,12 @@ OPTIONS = {
 }
 
 
-ALWAYS = {"render": ("--steps",)}  # a valid render runs for real: a few steps, not the default 100
+ALWAYS = {  # valid values of these keep a valid invocation small (the defaults would be large)
+    "render": ("--steps",),
+    "data collect": ("--steps",),
+    "train mamql": ("--data", "--updates", "--hidden", "--conv-channels", "--conv-kernels", "--eval-episodes"),
+    "sweep mamql": ("--env-option", "--expert-steps", "--seeds", "--updates", "--algos"),
+}  # a valid render runs for real: a few steps, not the default 100
 
 
 def _commands() -> dict[str, list]:
@@ -758,9 +823,37 @@ EXPLICIT = {
         ["breakout", "--out", "a\nb.gif", "--steps", "1"],
     ],
     "envs": [["--json"], ["--bogus"]],
+    "data collect": [
+        ["--env", "gems", "--policy", "qre", "--steps", "5", "--out", "new"],
+        ["--env", "gems", "--steps", HUGE, "--out", "new"],
+        ["--env", "gems", "--env-option", f"size={HUGE}", "--steps", "5", "--out", "new"],
+        ["--env", "gems", "--policy", "ppo", "--steps", "5", "--out", "new"],
+        ["--env", "gems", "--steps", "5", "--out", "a\nb"],
+    ],
+    "train mamql": [
+        ["--data", "baddata", "--tabular", "--out", "new"],
+        ["--data", "gemsdata", "--expert-steps", "61", "--tabular", "--out", "new"],
+        ["--data", "gemsdata", "--env", "coordination", "--out", "new"],
+        ["--data", "gemsdata", "--updates", HUGE, "--out", "new"],
+        ["--data", NON_UTF8, "--out", "new"],
+    ],
+    "sweep mamql": [
+        ["--env-option", "layout=tabular,size=3", "--seeds", HUGE, "--out", "new"],
+        ["--env-option", "layout=tabular,size=3", "--expert-steps", "0", "--out", "new"],
+        ["--env-option", "layout=tabular,size=3", "--algos", "gail", "--out", "new"],
+    ],
 }
 # Examples per command (besides the explicit ones): fewer where a valid invocation runs for real or loads a run.
-EXAMPLES = {"envs": 10, "render": 15, "calibrate synergy": 15, "calibrate confidence": 15, "eval": 15}
+EXAMPLES = {
+    "envs": 10,
+    "render": 15,
+    "calibrate synergy": 15,
+    "calibrate confidence": 15,
+    "eval": 15,
+    "data collect": 12,
+    "train mamql": 12,
+    "sweep mamql": 10,
+}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -788,6 +881,9 @@ BASES = {  # valid but for --out
     "calibrate synergy": ["calibrate", "synergy", "example:homogeneous", "--bootstrap", "10"],
     "calibrate confidence": ["calibrate", "confidence", "example:confidence"],
     "bench kernels": ["bench", "kernels", "--envs", "breakout", "--batch-sizes", "1"],
+    "data collect": ["data", "collect", "--env", "gems", "--steps", "5"],
+    "train mamql": ["train", "mamql", "--data", "gemsdata", "--tabular", "--updates", "1"],
+    "sweep mamql": ["sweep", "mamql", "--env-option", "layout=tabular,size=3", "--seeds", "1", "--expert-steps", "10"],
 }
 REFUSED_OUT = {
     "not-a-run-forced": ["--out", "notrun", "--force"],
