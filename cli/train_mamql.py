@@ -24,6 +24,7 @@ from agentlab.cli.common import (
     counted_columns,
     default_out,
     deferred_progress,
+    fail,
     handle_errors,
     parse_int_list,
     print_json,
@@ -121,6 +122,8 @@ def mamql(
         eval_episodes=values["eval_episodes"],
         env_options=options_record(parse_env_options(values["env_option"])),
     ).validate()
+    if resume and run_config.tabular:
+        fail("--resume: a tabular run takes seconds and keeps no checkpoint; rerun it with --force")
     out = Path(out or default_out(f"train-mamql-{run_config.algo}"))
     rundir.check_out(out, resume=resume, force=force)
     if resume:

@@ -19,7 +19,6 @@ dataset from ``--policy qre``), ``updates_per_second``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -402,7 +401,3 @@ def plot_curve(frame, path: Path, summary: dict) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     rundir.save_figure(path, fig)
-
-
-def expected_updates_memory(config: MAMQLRunConfig) -> float:  # pragma: no cover - kept for the CLI's estimate
-    return math.nan
