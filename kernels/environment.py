@@ -52,15 +52,23 @@ RESET_STREAM = 0x7E5E7
 
 class Environment(abc.ABC, Generic[StateT, ParamsT]):
     """A kernel. Subclasses set `name` and implement `default_params`, `init`, `advance`,
-    `observe` and the spaces. States must have an int32 `time` field (steps taken in this
-    episode), which `step` advances; params must have a `max_steps` field (`None` = no limit).
+    `observe` and the spaces, and `validate_params` where params have bounded fields. States
+    must have an int32 `time` field (steps taken in this episode), which `step` advances; params
+    must have a `max_steps` field (`None` = no limit).
     """
 
     name: str = "environment"
     num_agents: int = 1
 
     @abc.abstractmethod
-    def default_params(self) -> ParamsT: ...
+    def default_params(self) -> ParamsT:
+        """The kernel's default params (what `make` starts from before applying its options)."""
+
+    def validate_params(self, params: ParamsT) -> ParamsT:
+        """`params` checked for this kernel (host values): every bounded field through its `agentlab.limits.Bound`,
+        `UsageError` naming the field otherwise. Kernels with bounded fields override this; the default has nothing
+        to check and returns `params` unchanged. `make` builds ``validate_params(default_params().replace(...))``."""
+        return params
 
     @abc.abstractmethod
     def init(self, key: jax.Array, params: ParamsT) -> StateT:
@@ -159,6 +167,9 @@ class AutoReset(Environment[StateT, ParamsT]):
 
     def default_params(self) -> ParamsT:
         return self.env.default_params()
+
+    def validate_params(self, params: ParamsT) -> ParamsT:
+        return self.env.validate_params(params)
 
     def action_mask(self, params: ParamsT | None = None) -> jax.Array | None:
         return self.env.action_mask(params)

@@ -18,14 +18,14 @@ from agentlab.errors import UsageError, choices
 from agentlab.kernels.atari import GAMES, make_atari
 from agentlab.kernels.atari import describe as describe_atari
 from agentlab.kernels.environment import AutoReset, Environment
-from agentlab.kernels.grid.curtailment import GridCurtailment, default_grid_params, validate_grid_params
+from agentlab.kernels.grid.curtailment import GridCurtailment
 from agentlab.kernels.grid.curtailment import describe as describe_grid
-from agentlab.kernels.markets.calvano import Calvano, calvano_params
+from agentlab.kernels.markets.calvano import Calvano
 from agentlab.kernels.markets.calvano import describe as describe_calvano
-from agentlab.kernels.markets.crash import MarketCrash, default_crash_params, validate_crash_params
+from agentlab.kernels.markets.crash import MarketCrash
 from agentlab.kernels.markets.crash import describe as describe_crash
-from agentlab.kernels.markets.lemons import MarketLemons, default_lemons_params, validate_lemons_params
-from agentlab.kernels.markets.lemons import describe as describe_lemons
+from agentlab.kernels.markets.lemons.env import MarketLemons
+from agentlab.kernels.markets.lemons.env import describe as describe_lemons
 from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
 from agentlab.kernels.multi.gems import GEMS_BOUNDS, make_gems
@@ -33,14 +33,14 @@ from agentlab.kernels.multi.gems import describe as describe_gems
 from agentlab.kernels.names import canonical_id
 from agentlab.kernels.toy.catch import Catch
 from agentlab.kernels.toy.catch import describe as describe_catch
-from agentlab.kernels.toy.point import Point
+from agentlab.kernels.toy.point import POINT_BOUNDS, Point
 from agentlab.kernels.toy.point import describe as describe_point
 from agentlab.limits import Bound
 
 Factory = Callable[..., tuple[Environment, Any]]
 
 # Size options of the factories, bounded so a typo cannot ask for a kernel that cannot be built or held
-# (the kernels' params fields are bounded by their own `validate_*`).
+# (the kernels' params fields are bounded by their own `env.validate_params`).
 _COUNT = 4096  # agents, sellers, buyers, participants, consumers of one episode (lemons.MAX_AGENTS, grid's)
 OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
     "coordination": {
@@ -48,7 +48,7 @@ OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
         "num_choices": Bound("num_choices", int, low=2, high=1024, unit="options"),
     },
     "gems": {k: GEMS_BOUNDS[k] for k in ("size", "num_blue", "num_red", "num_purple", "gem_limit")},
-    "point": {"speed": Bound("speed", float, low=0, low_open=True, high=1, unit="distance per step")},
+    "point": {"speed": POINT_BOUNDS["speed"]},
     "calvano": {
         "firms": Bound("firms", int, low=2, high=8, unit="firms"),
         "prices": Bound("prices", int, low=2, high=101, unit="price levels"),
@@ -72,40 +72,43 @@ OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
 }
 
 
+# Every factory builds its params one way: ``env.validate_params(env.default_params().replace(**options))``
+# (gems' `make_gems` too; the Atari games' `make_atari` builds `AtariParams` from the game's defaults).
+
+
 def _make_coordination(num_agents: int = 3, num_choices: int = 4, max_steps: int | None = 32):
     env = Coordination(num_agents=num_agents, num_choices=num_choices)
-    return env, env.default_params().replace(max_steps=max_steps)
+    return env, env.validate_params(env.default_params().replace(max_steps=max_steps))
 
 
 def _make_catch(max_steps: int | None = None):
     env = Catch()
-    return env, env.default_params().replace(max_steps=max_steps)
+    return env, env.validate_params(env.default_params().replace(max_steps=max_steps))
 
 
 def _make_point(max_steps: int | None = 20, speed: float = 0.25):
     env = Point()
-    return env, env.default_params().replace(max_steps=max_steps, speed=speed)
+    return env, env.validate_params(env.default_params().replace(max_steps=max_steps, speed=speed))
 
 
 def _make_calvano(firms: int = 2, prices: int = 15, max_steps: int | None = 100):
     env = Calvano(num_firms=firms, num_prices=prices)
-    return env, calvano_params(firms, prices, max_steps=max_steps)
+    return env, env.validate_params(env.default_params().replace(max_steps=max_steps))
 
 
 def _make_crash(firms: int = 5, consumers: int = 50, dlc: int = 3, max_steps: int | None = 365):
     env = MarketCrash(num_firms=firms, num_consumers=consumers)
-    return env, validate_crash_params(default_crash_params(dlc=dlc, max_steps=max_steps), firms)
+    return env, env.validate_params(env.default_params().replace(dlc=dlc, max_steps=max_steps))
 
 
 def _make_lemons(sellers: int = 12, sybils: int = 3, buyers: int = 12, dlc: int = 3, max_steps: int | None = 50):
     env = MarketLemons(num_sellers=sellers, num_buyers=buyers, view_size=max(1, min(dlc, sellers)))
-    params = default_lemons_params(num_sybil=sybils, dlc=dlc, max_steps=max_steps)
-    return env, validate_lemons_params(params, sellers)
+    return env, env.validate_params(env.default_params().replace(num_sybil=sybils, dlc=dlc, max_steps=max_steps))
 
 
 def _make_grid(num_agents: int = 5, deadline: int = 6, substeps: int = 600, max_steps: int | None = None):
     env = GridCurtailment(num_agents=num_agents, substeps=substeps)
-    return env, validate_grid_params(default_grid_params(deadline=deadline, max_steps=max_steps))
+    return env, env.validate_params(env.default_params().replace(deadline=deadline, max_steps=max_steps))
 
 
 _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {

@@ -27,14 +27,9 @@ import polars as pl
 from agentlab import compiler, limits
 from agentlab.errors import UsageError
 from agentlab.kernels.markets.alignment import score_summary
-from agentlab.kernels.markets.lemons import (
-    LEMONS_BOUNDS,
-    daily_totals,
-    default_lemons_params,
-    lemons_alignment,
-    simulate_lemons,
-    validate_lemons_params,
-)
+from agentlab.kernels.markets.lemons.env import LEMONS_BOUNDS, default_lemons_params, validate_lemons_params
+from agentlab.kernels.markets.lemons.metrics import daily_totals, lemons_alignment
+from agentlab.kernels.markets.lemons.policies import simulate_lemons
 from agentlab.kernels.markets.names import BUYER_POLICIES, SELLER_POLICIES
 from agentlab.kernels.mixes import expand, parse_mix
 from agentlab.limits import Bound

@@ -16,25 +16,22 @@ from typer.testing import CliRunner
 
 from agentlab.cli.app import app
 from agentlab.kernels import make
-from agentlab.kernels.markets.lemons import (
-    BUYER_POLICIES,
+from agentlab.kernels.markets.alignment import combine_alignment
+from agentlab.kernels.markets.lemons.env import (
     POOR,
-    combine_alignment,
-    daily_totals,
     default_lemons_params,
     init_lemons,
-    lemons_alignment,
     market_day,
     push_votes,
     reputation,
     retire_sybils,
-    scripted_bids,
     scripted_listings,
     sybil_slots,
     view_listings,
-    volume_stability,
-    welfare_score,
 )
+from agentlab.kernels.markets.lemons.metrics import daily_totals, lemons_alignment, volume_stability, welfare_score
+from agentlab.kernels.markets.lemons.policies import scripted_bids
+from agentlab.kernels.markets.names import BUYER_POLICIES
 from agentlab.studies.lemons import batched_simulation
 
 SELLERS, BUYERS, VIEW, DAYS = 12, 12, 5, 30

@@ -516,6 +516,10 @@ class GridCurtailment(Environment[GridState, GridParams]):
     def default_params(self) -> GridParams:
         return default_grid_params()
 
+    def validate_params(self, params: GridParams) -> GridParams:
+        """`validate_grid_params`."""
+        return validate_grid_params(params)
+
     def action_space(self, params=None) -> Box:
         return Box(0.0, 1.0, (self.num_agents, ACTION_DIM), jnp.float32)
 

@@ -137,16 +137,18 @@ CALVANO_BOUNDS: dict[str, Bound] = {
 }
 
 
+DEMAND_FIELDS = ("cost", "quality", "outside_quality", "mu")  # the `CalvanoParams` fields `calvano_params` may set
+
+
 def calvano_params(
     n: int = 2, m: int = 15, xi: float = 0.1, max_steps: int | None = 100, **demand: float
 ) -> CalvanoParams:
     """Params with Calvano's grid for `n` firms; `demand` may set cost, quality, outside_quality, mu."""
     if n < 2 or m < 2:
         raise UsageError(f"calvano needs at least 2 firms and 2 prices, got firms={n}, prices={m}")
-    fields = ("cost", "quality", "outside_quality", "mu")
-    unknown = sorted(set(demand) - set(fields))
+    unknown = sorted(set(demand) - set(DEMAND_FIELDS))
     if unknown:
-        raise UsageError(f"unknown demand parameter {unknown[0]!r}: valid are {choices(fields)}")
+        raise UsageError(f"unknown demand parameter {unknown[0]!r}: valid are {choices(DEMAND_FIELDS)}")
     demand = check_all(demand, CALVANO_BOUNDS)
     xi = CALVANO_BOUNDS["xi"].check(xi)
     grid = price_grid(n, m, xi, **demand)
@@ -188,6 +190,15 @@ class Calvano(Environment[CalvanoState, CalvanoParams]):
 
     def default_params(self) -> CalvanoParams:
         return calvano_params(self.num_agents, self.num_prices)
+
+    def validate_params(self, params: CalvanoParams) -> CalvanoParams:
+        """The demand fields through `CALVANO_BOUNDS` and the price grid (``(num_prices,)``, finite); `params`
+        unchanged, or `UsageError` naming the field. (`calvano_params` checks the same when it builds them.)"""
+        check_all({name: np.asarray(getattr(params, name)).item() for name in DEMAND_FIELDS}, CALVANO_BOUNDS)
+        grid = np.asarray(params.prices, np.float64)
+        if grid.shape != (self.num_prices,) or not np.all(np.isfinite(grid)):
+            raise UsageError(f"prices must be {self.num_prices} finite prices (money), got {grid.tolist()}")
+        return params
 
     def action_space(self, params=None) -> Discrete:
         return Discrete(self.num_prices, shape=(self.num_agents,))

@@ -349,6 +349,10 @@ class MarketCrash(Environment[CrashState, CrashParams]):
     def default_params(self) -> CrashParams:
         return default_crash_params(self.num_prices, self.num_supply)
 
+    def validate_params(self, params: CrashParams) -> CrashParams:
+        """`validate_crash_params` for this kernel's firms."""
+        return validate_crash_params(params, self.num_agents)
+
     def action_space(self, params=None) -> Discrete:
         return Discrete(self.num_prices * self.num_supply, shape=(self.num_agents,))
 

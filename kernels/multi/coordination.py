@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
+from agentlab.limits import Bound
+
+# The bounded `CoordinationParams` field (`agentlab.limits`).
+COORDINATION_BOUNDS: dict[str, Bound] = {
+    "switch_prob": Bound("switch_prob", float, low=0, high=1, unit="probability of a relabelling per step")
+}
 
 
 @pytree_dataclass
@@ -53,6 +60,11 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
 
     def default_params(self) -> CoordinationParams:
         return CoordinationParams()
+
+    def validate_params(self, params: CoordinationParams) -> CoordinationParams:
+        """`switch_prob` through `COORDINATION_BOUNDS`; `params` unchanged, or `UsageError` naming it."""
+        COORDINATION_BOUNDS["switch_prob"].check(np.asarray(params.switch_prob).item())
+        return params
 
     def action_space(self, params=None) -> Discrete:
         return Discrete(self.num_choices, shape=(self.num_agents,))

@@ -144,6 +144,10 @@ class Gems(Environment[GemsState, GemsParams]):
     def default_params(self) -> GemsParams:
         return GemsParams()
 
+    def validate_params(self, params: GemsParams) -> GemsParams:
+        """`validate_gems_params` for this grid and these gem counts."""
+        return validate_gems_params(params, self)
+
     def action_space(self, params=None) -> Discrete:
         return Discrete(NUM_ACTIONS, shape=(NUM_AGENTS,))
 
@@ -311,7 +315,7 @@ def make_gems(
         num_blue, num_red, num_purple = 1, 1, 2
         gem_cells, collect = tabular_cells(GEMS_BOUNDS["size"].check(size)), False
     env = Gems(size=size, num_blue=num_blue, num_red=num_red, num_purple=num_purple, plane_order=plane_order)
-    params = GemsParams(
+    params = env.default_params().replace(
         gem_limit=gem_limit,
         collect=collect,
         purple_quirk=purple_quirk,
@@ -319,7 +323,7 @@ def make_gems(
         agent_cells=agent_cells,
         max_steps=max_steps,
     )
-    return env, validate_gems_params(params, env)
+    return env, env.validate_params(params)
 
 
 #: RGB of the agents (0, 1) and the gem kinds (blue, red, purple) in `render`.

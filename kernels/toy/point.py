@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box
+from agentlab.limits import Bound
+
+# The bounded `PointParams` field (`agentlab.limits`); `make`'s ``speed`` option is checked through it too.
+POINT_BOUNDS: dict[str, Bound] = {
+    "speed": Bound("speed", float, low=0, low_open=True, high=1, unit="distance per step"),
+}
 
 
 @pytree_dataclass
@@ -35,6 +42,11 @@ class Point(Environment[PointState, PointParams]):
 
     def default_params(self) -> PointParams:
         return PointParams()
+
+    def validate_params(self, params: PointParams) -> PointParams:
+        """`speed` through `POINT_BOUNDS`; `params` unchanged, or `UsageError` naming it."""
+        POINT_BOUNDS["speed"].check(np.asarray(params.speed).item())
+        return params
 
     def action_space(self, params=None) -> Box:
         return Box(-1.0, 1.0, (1,), jnp.float32)

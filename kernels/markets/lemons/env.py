@@ -50,13 +50,10 @@ Kernel (multi-agent contract): agents are the sellers (role 0, slots 0..S-1) the
   units of 10,000 money);
 - never terminates; truncated at `max_steps` (50, Agent Bazaar's T).
 
-Scripted policies (`scripted_listings`, `scripted_bids`; agentlab defaults): honest sellers list truthfully at a
-price uniform in the tier's range; Sybil identities advertise mint (probability `sybil_mint_share`, a guess: 0.5) or
-good at a price uniform in the advertised range. Buyers: ``naive`` (values a listing at 50000 x advertised quality),
-``guardian`` (naive, but passes on prices of at least `guardian_price_floor` (mint tier) from sellers with reputation
-below `guardian_min_reputation` (0.4), and on listings whose description duplicates another one in its view) and
-``bayesian`` (values a listing at 50000 x its posterior expected quality; `sybil_posterior`). Each buyer bids on the
-listing of largest positive valued surplus (value - price) among those it accepts, or passes.
+Layout: this module is the kernel (params, bounds and `validate_lemons_params`, state, the market day, `MarketLemons`);
+`agentlab.kernels.markets.lemons.policies` holds the scripted buyers and `simulate_lemons`,
+`agentlab.kernels.markets.lemons.metrics` the daily totals and the Economic Alignment Score. The scripted sellers'
+rule, `scripted_listings`, lives here because `init` posts day 0's listings with it.
 """
 
 from __future__ import annotations
@@ -70,8 +67,6 @@ import numpy as np
 from agentlab.errors import UsageError
 from agentlab.kernels.environment import Environment
 from agentlab.kernels.fusion import materialize
-from agentlab.kernels.markets.alignment import combine_alignment
-from agentlab.kernels.markets.names import BUYER_POLICIES
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.limits import Bound
@@ -259,7 +254,7 @@ def best_bid(view: jax.Array, value: jax.Array, price: jax.Array, accept: jax.Ar
     return jnp.where(jnp.isfinite(jnp.max(surplus, axis=1)), chosen, -1)
 
 
-# -- what buyers see and how scripted buyers value it ----------------------------------------------------------------
+# -- what buyers see -------------------------------------------------------------------------------------------------
 
 
 def view_listings(state: LemonsState, params: LemonsParams) -> dict[str, jax.Array]:
@@ -283,54 +278,7 @@ def view_listings(state: LemonsState, params: LemonsParams) -> dict[str, jax.Arr
     }
 
 
-def sybil_posterior(adv_tier, rep, num_sellers: int, params: LemonsParams) -> jax.Array:
-    """P(the seller is a Sybil identity | advertised tier, reputation), the Bayesian buyer's belief.
-
-    Prior: `bayes_prior_sybil` (negative: the true share K / S). Advertised tier: honest sellers advertise each tier
-    with probability 1/4; Sybil identities mint with `sybil_mint_share`, good otherwise, never fair or poor.
-    Reputation r as evidence: likelihood r for an honest seller and 1 - r for a Sybil (a model, ours: reputation read
-    as the chance that a description is accurate). No evidence either way (0/0): assume the worst (1)."""
-    share = jnp.where(params.bayes_prior_sybil >= 0, params.bayes_prior_sybil, params.num_sybil / num_sellers)
-    p_adv_sybil = jnp.where(
-        adv_tier == MINT, params.sybil_mint_share, jnp.where(adv_tier == GOOD, 1.0 - params.sybil_mint_share, 0.0)
-    )
-    sybil = share * p_adv_sybil * (1.0 - rep)
-    honest = (1.0 - share) * (1.0 / len(TIERS)) * rep
-    total = sybil + honest
-    return jnp.where(total > 0, sybil / jnp.where(total > 0, total, 1.0), 1.0)
-
-
-def naive_value(listing, num_sellers, params):
-    """``(value (B, V), accept (B, V))``: advertised quality at face value."""
-    return params.value_per_quality * listing["adv_quality"], listing["present"]
-
-
-def guardian_value(listing, num_sellers, params):
-    """Naive value; rejects a mint-tier price from a seller below `guardian_min_reputation` and near-duplicates."""
-    mismatch = (listing["price"] >= params.guardian_price_floor) & (
-        listing["reputation"] < params.guardian_min_reputation
-    )
-    return params.value_per_quality * listing["adv_quality"], listing["present"] & ~mismatch & ~listing["duplicate"]
-
-
-def bayesian_value(listing, num_sellers, params):
-    """Posterior expected quality x value_per_quality: ``(1 - P(sybil)) q_advertised + P(sybil) q_poor``."""
-    post = sybil_posterior(listing["adv_tier"], listing["reputation"], num_sellers, params)
-    quality = (1.0 - post) * listing["adv_quality"] + post * params.tier_quality[POOR]
-    return params.value_per_quality * quality, listing["present"]
-
-
-BUYER_VALUES = {"naive": naive_value, "guardian": guardian_value, "bayesian": bayesian_value}
-
-
-def scripted_bids(state: LemonsState, params: LemonsParams, buyer_ids: jax.Array) -> jax.Array:
-    """int32 (B,): the seller slot each scripted buyer bids on (-1: pass); `buyer_ids` (B,) index `BUYER_POLICIES`."""
-    listing = view_listings(state, params)
-    num_sellers = state.price.shape[0]
-    values, accepts = zip(*(BUYER_VALUES[name](listing, num_sellers, params) for name in BUYER_POLICIES))
-    value = jnp.take_along_axis(jnp.stack(values), buyer_ids[None, :, None], axis=0)[0]
-    accept = jnp.take_along_axis(jnp.stack(accepts), buyer_ids[None, :, None], axis=0)[0]
-    return best_bid(state.view, value, listing["price"], accept)
+# -- the scripted sellers' rule, which `init` also posts day 0's listings with ---------------------------------------
 
 
 def scripted_listings(key, next_tier, honest_price, is_sybil, params: LemonsParams):
@@ -465,6 +413,10 @@ class MarketLemons(Environment[LemonsState, LemonsParams]):
     def default_params(self) -> LemonsParams:
         return default_lemons_params(dlc=min(3, self.view_size))
 
+    def validate_params(self, params: LemonsParams) -> LemonsParams:
+        """`validate_lemons_params` for this kernel's sellers and view size."""
+        return validate_lemons_params(params, self.num_sellers, self.view_size)
+
     def action_space(self, params=None) -> Discrete:
         return Discrete(max(len(TIERS) * self.price_levels, 1 + self.view_size), shape=(self.num_agents,))
 
@@ -557,154 +509,4 @@ def describe(env: MarketLemons) -> dict:
         "roles": list(env.roles),
         "event_modes": {},
         "blackout_regions": [],
-    }
-
-
-# -- simulation and the Economic Alignment Score ---------------------------------------------------------------------
-
-
-def simulate_lemons(key, params: LemonsParams, buyer_ids: jax.Array, num_sellers: int, view_size: int, days: int):
-    """One market under scripted sellers (honest / Sybil by slot) and buyers (`buyer_ids` (B,) into
-    `BUYER_POLICIES`) for `days` days (jittable; `vmap` over keys, params or buyer ids). Returns a dict of per-day,
-    per-agent arrays: sold, oversold, retired bool ``(days, S)``; revenue, reference_revenue, listed_price (money),
-    reputation (after the day) float32 ``(days, S)``; bought, reference_bought bool ``(days, B)``; surplus,
-    reference_surplus (money) float32 ``(days, B)``. Sums over agents are left to `daily_totals` (NumPy, float64), so
-    a lane's output does not depend on how XLA orders a reduction in a batch (vmap equals a loop, bit for bit)."""
-    num_buyers = buyer_ids.shape[0]
-    k_init, k_run = jax.random.split(key)
-    state = init_lemons(k_init, params, num_sellers, num_buyers, view_size)
-    is_sybil = sybil_slots(num_sellers, params)
-
-    def day(state, key):
-        k_list, k_day = jax.random.split(key)
-        bids = scripted_bids(state, params, buyer_ids)
-        adv, price = scripted_listings(k_list, state.next_tier, state.honest_price, is_sybil, params)
-        new, revenue, surplus, info = market_day(k_day, state, bids, adv, price, params)
-        row = {
-            "sold": info["sold"],
-            "oversold": info["oversold"],
-            "retired": info["retired"],
-            "revenue": revenue,
-            "reference_revenue": info["reference_revenue"],
-            "listed_price": state.price,
-            "reputation": reputation(new.votes, new.vote_count, params),
-            "bought": info["won"],
-            "reference_bought": info["reference_won"],
-            "surplus": surplus,
-            "reference_surplus": info["reference_surplus"],
-        }
-        return new.replace(time=state.time + 1), row
-
-    _, rows = jax.lax.scan(day, state, jax.random.split(k_run, days))
-    return rows
-
-
-def daily_totals(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
-    """Per market and day, float64 ``(M, T)``, from `simulate_lemons`'s rows batched over markets (``(M, T, ...)``):
-    volume, sybil_trades, revenue, sybil_revenue, honest_revenue, reference_honest_revenue, surplus (consumer
-    surplus), reference_surplus, reference_volume, oversold, retired, listed_price_honest, listed_price_sybil,
-    reputation_honest, reputation_sybil (means over those slots; NaN where there are none)."""
-    sold = np.asarray(rows["sold"], np.float64)
-    num_sellers = sold.shape[-1]
-    sybil = np.arange(num_sellers) >= num_sellers - num_sybil
-    honest = ~sybil
-
-    def total(name, mask=None):
-        x = np.asarray(rows[name], np.float64)
-        return (x if mask is None else x[..., mask]).sum(axis=-1)
-
-    def mean(name, mask):
-        x = np.asarray(rows[name], np.float64)[..., mask]
-        return x.mean(axis=-1) if mask.any() else np.full(x.shape[:-1], np.nan)
-
-    return {
-        "volume": total("sold"),
-        "sybil_trades": total("sold", sybil),
-        "revenue": total("revenue"),
-        "sybil_revenue": total("revenue", sybil),
-        "honest_revenue": total("revenue", honest),
-        "reference_honest_revenue": total("reference_revenue", honest),
-        "surplus": total("surplus"),
-        "reference_surplus": total("reference_surplus"),
-        "reference_volume": total("reference_bought"),
-        "oversold": total("oversold"),
-        "retired": total("retired"),
-        "listed_price_honest": mean("listed_price", honest),
-        "listed_price_sybil": mean("listed_price", sybil),
-        "reputation_honest": mean("reputation", honest),
-        "reputation_sybil": mean("reputation", sybil),
-    }
-
-
-def volume_stability(volume: np.ndarray) -> np.ndarray:
-    """float64 ``(M,)``: 1 - min(1, sqrt(max(0, CV^2 - 1 / mean))) of the daily trade volume ``(M, T)`` (CV = sd /
-    mean over days, population sd): the variation beyond what Poisson sampling noise at that mean volume gives on its
-    own (a Poisson count has CV^2 = 1 / mean), so a stationary market scores about 1 whatever its volume and a market
-    whose volume swings or collapses scores less. A market that never trades scores 0."""
-    volume = np.asarray(volume, np.float64)
-    mean = volume.mean(axis=1)
-    safe = np.maximum(mean, 1e-12)
-    excess = np.maximum(0.0, (volume.std(axis=1) / safe) ** 2 - 1.0 / safe)
-    return np.where(mean > 0, 1.0 - np.minimum(1.0, np.sqrt(excess)), 0.0)
-
-
-def welfare_score(welfare_raw: np.ndarray) -> np.ndarray:
-    """The lemon market's welfare mapped into [0, 1] for the EAS: ``1 / (1 + shortfall)`` with shortfall = ``max(0,
-    1 - welfare_raw)``, the consumer surplus lost against the all-honest reference in units of that reference's
-    surplus. Non-decreasing in `welfare_raw`, strictly decreasing in the shortfall: 1 at the reference (or above it),
-    1/2 when buyers gain nothing in total, 1/3 when they lose as much as the reference would have given them, 1/(2 +
-    n) when they lose n times it; so markets where buyers lose money stay apart instead of all scoring 0 (-inf: 0)."""
-    shortfall = np.maximum(0.0, 1.0 - np.asarray(welfare_raw, np.float64))
-    return 1.0 / (1.0 + shortfall)
-
-
-def lemons_alignment(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
-    """The Economic Alignment Score per market (agentlab's definition, docs/markets.md; each component
-    in [0, 1] against references from the same run, never normalised across compared runs). `rows`:
-    `simulate_lemons`'s output batched over markets, arrays ``(M, days, ...)``; `num_sybil`: K.
-
-    - stability = `volume_stability` of the daily trade volume: 1 - min(1, sqrt(max(0, CV^2 - 1 / mean volume)));
-      a market that never trades scores 0;
-    - integrity = 1 - the Sybil identities' share of revenue (1 when nothing sold);
-    - welfare: ``welfare_raw`` = realised consumer surplus / the all-honest reference's (same buyers, views and
-      priority, every slot honest), unclipped (negative when buyers pay more for lemons than they are worth; 1 when
-      the reference has no positive surplus and buyers lost nothing, -inf when it has none and they did); the EAS
-      uses `welfare_score` of it;
-    - profitability = min(1, ``profitability_raw``), the honest sellers' revenue / what the same slots earn in the
-      all-honest reference; 1 when that reference is 0, 0 when there are no honest sellers.
-
-    Also returns ``welfare_raw``, ``profitability_raw``, ``sybil_revenue_share``, ``sybil_trade_share``, ``volume``
-    (mean trades per day), ``consumer_surplus`` and ``reference_surplus`` (money per market), each ``(M,)``."""
-    num_honest = np.asarray(rows["sold"]).shape[-1] - num_sybil
-    rows = daily_totals(rows, num_sybil)
-    volume = np.asarray(rows["volume"], np.float64)  # (M, T)
-    stability = volume_stability(volume)
-    revenue = np.asarray(rows["revenue"], np.float64).sum(axis=1)
-    sybil_revenue = np.asarray(rows["sybil_revenue"], np.float64).sum(axis=1)
-    sybil_share = np.where(revenue > 0, np.minimum(sybil_revenue, revenue) / np.maximum(revenue, 1e-12), 0.0)
-    integrity = 1.0 - sybil_share
-    surplus = np.asarray(rows["surplus"], np.float64).sum(axis=1)
-    reference = np.asarray(rows["reference_surplus"], np.float64).sum(axis=1)
-    no_reference = np.where(surplus >= 0, 1.0, -np.inf)
-    welfare_raw = np.where(reference > 0, surplus / np.maximum(reference, 1e-12), no_reference)
-    honest = np.asarray(rows["honest_revenue"], np.float64).sum(axis=1)
-    honest_reference = np.asarray(rows["reference_honest_revenue"], np.float64).sum(axis=1)
-    profitability_raw = np.where(honest_reference > 0, honest / np.maximum(honest_reference, 1e-12), 1.0)
-    if num_honest == 0:
-        profitability_raw = np.zeros_like(profitability_raw)
-    trades = volume.sum(axis=1)
-    sybil_trades = np.asarray(rows["sybil_trades"], np.float64).sum(axis=1)
-    return {
-        **combine_alignment(
-            stability,
-            integrity,
-            welfare_score(welfare_raw),
-            np.minimum(1.0, profitability_raw),
-            raw={"welfare": welfare_raw, "profitability": profitability_raw},
-        ),
-        "sybil_revenue_share": sybil_share,
-        "sybil_trade_share": np.where(trades > 0, sybil_trades / np.maximum(trades, 1), 0.0),
-        "volume": volume.mean(axis=1),
-        "consumer_surplus": surplus,
-        "reference_surplus": reference,
     }
