@@ -13,13 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentlab import compiler, limits, timing
-from agentlab.kernels.markets.crash import crash_alignment, default_crash_params, simulate_crash
+from agentlab.kernels.markets import crash
+from agentlab.kernels.markets.crash import default_crash_params
 from agentlab.limits import Bound
 
 FIRMS = 5
 CONSUMERS = 50
 DLCS = (1, 3, 5)
-# The crash_alignment columns of the study, in the order the table shows them (`collapsed` is the collapse rate).
+# The `crash.alignment` columns of the study, in the order the table shows them (`collapsed` is the collapse rate).
 COLUMNS = ("bankruptcy_rate", "collapsed", "eas", "stability", "integrity", "welfare", "profitability")
 # The numeric inputs (the command line checks its flags through them).
 BOUNDS = {
@@ -29,9 +30,15 @@ BOUNDS = {
 }
 
 
+def crash_env() -> crash.MarketCrash:
+    """The benchmark's market: `FIRMS` firms, `CONSUMERS` consumers."""
+    return crash.MarketCrash(num_firms=FIRMS, num_consumers=CONSUMERS)
+
+
 def simulate(days: int) -> Callable:
     """``(keys (M,), params, firm ids (5,)) -> per-day rows``, `vmap` over markets (not yet jitted)."""
-    return jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, CONSUMERS, days), in_axes=(0, None, None))
+    env = crash_env()
+    return jax.vmap(lambda k, p, ids: crash.simulate(k, env, p, ids, days), in_axes=(0, None, None))
 
 
 def crash_bytes(markets: int, days: int) -> float:
@@ -61,7 +68,7 @@ def crash_study(markets: int = 128, days: int = 365, on_cell: Callable[[dict], N
             ids = jnp.asarray([1] * stabilisers + [0] * (FIRMS - stabilisers), jnp.int32)
             params = default_crash_params(dlc=dlc)
             out = fn(jax.random.split(jax.random.key(0), markets), params, ids)
-            s = crash_alignment({k: np.asarray(v) for k, v in out.items()}, params)
+            s = crash.alignment({k: np.asarray(v) for k, v in out.items()}, crash_env(), params)
             row = {"dlc": dlc, "stabilisers": stabilisers, **{k: float(s[k].mean()) for k in COLUMNS}}
             rows.append(row)
             if on_cell is not None:

@@ -200,3 +200,62 @@ class AutoReset(Environment[StateT, ParamsT]):
         obs = env.observe(jax.lax.select(done, reset_key, key), state_out, params)
         info = {**info, "final_observation": env.observe(key, next_state, params)}
         return obs, state_out, reward, terminated, truncated, info
+
+
+def describe_kernel(
+    env: Environment,
+    family: str,
+    *,
+    params: Any = None,
+    actions: list[str] | None = None,
+    channels: list[str] | None = None,
+    observation_note: str = "",
+    action_note: str = "",
+    event_modes: dict[str, str] | None = None,
+    blackout_regions: Any = None,
+) -> dict[str, Any]:
+    """The keys every kernel's entry in `agentlab envs` shares, derived from the kernel itself: ``name``, ``family``,
+    ``agents`` (`num_agents`), ``observation`` (dtype and shape of `observation_space`, then `observation_note`),
+    ``channels``, ``actions`` (`actions`, else the kernel's `action_names`; a continuous space is described by its
+    shape and bounds, then `action_note`), ``action_set`` (the kernel's `action_set`, else ``0 .. n - 1`` of a
+    `Discrete` space, ``[]`` for a `Box`), ``roles`` (multi-agent kernels only), ``event_modes`` and
+    ``blackout_regions`` (``["all", *regions]`` where the kernel has mask regions, else ``[]``). Unset arguments come
+    from the kernel's attributes of the same name; `params` defaults to ``env.default_params()``. A kernel's
+    `describe` adds what is its own with `insert_after`."""
+    params = env.default_params() if params is None else params
+    obs = env.observation_space(params)
+    space = env.action_space(params)
+    observation = f"{jnp.dtype(obs.dtype).name} {tuple(int(n) for n in obs.shape)}"
+    if isinstance(space, Box):
+        bounds = f"continuous {tuple(int(n) for n in space.shape)} in [{space.low:g}, {space.high:g}]"
+        action_names = [f"{bounds}: {action_note}" if action_note else bounds]
+        action_set: list[int] = []
+    else:
+        action_names = list(actions if actions is not None else env.action_names)  # type: ignore[attr-defined]
+        action_set = [int(a) for a in getattr(env, "action_set", range(space.n))]
+    out: dict[str, Any] = {
+        "name": env.name,
+        "family": family,
+        "agents": env.num_agents,
+        "observation": f"{observation} {observation_note}" if observation_note else observation,
+        "channels": list(channels if channels is not None else getattr(env, "channels", ())),
+        "actions": action_names,
+        "action_set": action_set,
+    }
+    if env.multi_agent:
+        out["roles"] = [int(r) for r in env.roles]  # type: ignore[attr-defined]
+    modes = event_modes if event_modes is not None else getattr(env, "event_modes", {})
+    regions = blackout_regions if blackout_regions is not None else getattr(env, "blackout_regions", ())
+    out["event_modes"] = dict(modes)
+    out["blackout_regions"] = ["all", *regions] if regions else []
+    return out
+
+
+def insert_after(entry: dict[str, Any], key: str, **items: Any) -> dict[str, Any]:
+    """`entry` with `items` placed right after `key` (a kernel's own keys beside the common ones they belong to)."""
+    out: dict[str, Any] = {}
+    for name, value in entry.items():
+        out[name] = value
+        if name == key:
+            out.update(items)
+    return out

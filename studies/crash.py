@@ -28,9 +28,10 @@ from agentlab.kernels.markets.crash import (
     CRASH_BOUNDS,
     FIRM_POLICIES,
     MAX_FIRMS,
-    crash_alignment,
+    MarketCrash,
+    alignment,
     default_crash_params,
-    simulate_crash,
+    simulate,
     validate_crash_params,
 )
 from agentlab.kernels.mixes import expand
@@ -84,12 +85,13 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
     ids = [int(i) for i in np.asarray(policy_ids)]
     firms = len(ids)
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
-    batched = jax.vmap(lambda k, p, ids: simulate_crash(k, p, ids, CRASH_CONSUMERS, days), in_axes=(0, None, None))
+    env = MarketCrash(num_firms=firms, num_consumers=CRASH_CONSUMERS)
+    batched = jax.vmap(lambda k, p, ids: simulate(k, env, p, ids, days), in_axes=(0, None, None))
     rows, compile_seconds, run_seconds = compile_and_run(
         batched, keys, params, policy_ids, compiler_options=compiler.options()
     )
     rows = {k: np.asarray(v) for k, v in rows.items()}
-    score = crash_alignment(rows, params)
+    score = alignment(rows, env, params)
 
     alive = rows["alive"].astype(np.float64)  # (M, T, F)
     was_alive = np.concatenate([np.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)

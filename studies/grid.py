@@ -41,7 +41,7 @@ from agentlab.kernels.grid.policies import (
     POLICY_BOUNDS,
     PolicyParams,
     policy_ids,
-    simulate_events,
+    simulate,
     validate_policy_params,
 )
 from agentlab.studies.simulation import SimulateRequest, SimulationResult, check_params, mix_text
@@ -103,7 +103,11 @@ def run_grid(request: SimulateRequest) -> SimulationResult:
     env, params, pp, ids = grid_setup(request.policies, request.params, request.steps, request.markets)
     deadline = int(params.deadline)
     events = request.markets
-    fn = compiler.jit(lambda key, p, q: simulate_events(key, env, p, ids, q, events, deadline))
+    fn = compiler.jit(
+        lambda key, p, q: jax.vmap(lambda k: simulate(k, env, p, ids, deadline, policy_params=q))(
+            jax.random.split(key, events)
+        )
+    )
     args = (jax.random.key(request.seed), params, pp)
     tick = time.perf_counter()
     compiled = fn.lower(*args).compile()

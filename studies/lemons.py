@@ -27,9 +27,14 @@ import polars as pl
 from agentlab import compiler, limits
 from agentlab.errors import UsageError
 from agentlab.kernels.markets.alignment import score_summary
-from agentlab.kernels.markets.lemons.env import LEMONS_BOUNDS, default_lemons_params, validate_lemons_params
-from agentlab.kernels.markets.lemons.metrics import daily_totals, lemons_alignment
-from agentlab.kernels.markets.lemons.policies import simulate_lemons
+from agentlab.kernels.markets.lemons.env import (
+    LEMONS_BOUNDS,
+    MarketLemons,
+    default_lemons_params,
+    validate_lemons_params,
+)
+from agentlab.kernels.markets.lemons.metrics import alignment, daily_totals
+from agentlab.kernels.markets.lemons.policies import simulate
 from agentlab.kernels.markets.names import BUYER_POLICIES, SELLER_POLICIES
 from agentlab.kernels.mixes import expand, parse_mix
 from agentlab.limits import Bound
@@ -82,11 +87,14 @@ def validate_lemons(request: SimulateRequest) -> None:
 
 def batched_simulation(num_sellers: int, view_size: int, days: int):
     """``fn(keys (M,), params, buyer_ids (B,)) -> rows (M, days, ...)``; params and buyer ids are traced, so one
-    compiled function serves every K, dlc <= view_size and buyer mix of a given number of buyers."""
-    return jax.vmap(
-        lambda k, p, ids: simulate_lemons(k, p, ids, num_sellers, view_size, days),
-        in_axes=(0, None, None),
-    )
+    compiled function serves every K, dlc <= view_size and buyer mix of a given number of buyers (the kernel's
+    number of buyers is the ids' length)."""
+
+    def one(key, params, ids):
+        env = MarketLemons(num_sellers=num_sellers, num_buyers=ids.shape[0], view_size=view_size)
+        return simulate(key, env, params, ids, days)
+
+    return jax.vmap(one, in_axes=(0, None, None))
 
 
 def run_lemons(request: SimulateRequest) -> SimulationResult:
@@ -100,7 +108,8 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
         fn, keys, params, buyer_ids, compiler_options=compiler.options()
     )
     rows = {k: np.asarray(v) for k, v in rows.items()}
-    score = lemons_alignment(rows, num_sybil)
+    env = MarketLemons(num_sellers=num_sellers, num_buyers=num_buyers, view_size=request.dlc)
+    score = alignment(rows, env, params)
     buyer_surplus = rows["surplus"]  # (M, T, B)
     rows = daily_totals(rows, num_sybil)
 
@@ -209,7 +218,7 @@ STUDY_COLUMNS = (
     "welfare_raw",
     "profitability",
     "sybil_revenue_share",
-)  # the lemons_alignment means a cell reports
+)  # the `alignment` means a cell reports
 # The study's numeric inputs (the command line checks its flags through them).
 STUDY_BOUNDS = {
     "markets": Bound("--markets", int, low=1, high=2**24, unit="markets per study cell"),
@@ -240,6 +249,7 @@ def lemon_study(
     cell's ``seconds`` (after compile); `on_cell(row)` is called after each cell."""
     keys = jax.random.split(jax.random.key(seed), markets)
     mixes = {b: expand(parse_mix(b, BUYER_POLICIES, "--buyers"), BUYER_POLICIES) for b in STUDY_BUYERS}
+    study_env = MarketLemons(num_sellers=STUDY_SELLERS, num_buyers=STUDY_BUYER_COUNT, view_size=max(STUDY_DLC))
     fn, _ = compile_only(
         batched_simulation(STUDY_SELLERS, max(STUDY_DLC), days),
         keys,
@@ -256,7 +266,7 @@ def lemon_study(
                 tick = time.perf_counter()
                 rows = {k: np.asarray(v) for k, v in jax.block_until_ready(fn(keys, params, ids)).items()}
                 seconds = time.perf_counter() - tick
-                score = lemons_alignment(rows, sybils)
+                score = alignment(rows, study_env, params)
                 row: dict[str, Any] = {"buyers": buyers, "dlc": dlc, "sybils": sybils}
                 row.update({key: float(score[key].mean()) for key in STUDY_COLUMNS})
                 row["trades_per_day"] = float(score["volume"].mean())

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.kernels.stochasticity import (
@@ -301,17 +301,7 @@ class AtariEnv(Environment[AtariState, AtariParams]):
 def describe(env: AtariEnv) -> dict[str, Any]:
     """What `agentlab envs` lists about an Atari-style kernel."""
     game = env.game
-    return {
-        "name": env.name,
-        "family": "atari",
-        "agents": 1,
-        "observation": f"bool (10, 10, {len(env.channels)})",
-        "channels": list(env.channels),
-        "actions": list(env.action_names),
-        "action_set": list(env.action_set),
-        "event_modes": dict(game.event_modes),
-        "blackout_regions": ["all", *game.blackout_regions],
-    }
+    return describe_kernel(env, "atari", event_modes=game.event_modes, blackout_regions=game.blackout_regions)
 
 
 __all__ = [

@@ -88,7 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentlab.errors import UsageError
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel, insert_after
 from agentlab.kernels.fusion import materialize
 from agentlab.kernels.grid.names import CLASSES
 from agentlab.kernels.pytree import pytree_dataclass
@@ -732,19 +732,8 @@ def negotiation_round(state: GridState, offer, ask, params: GridParams, substeps
 
 
 def describe(env: GridCurtailment) -> dict:
-    return {
-        "name": env.name,
-        "family": "multi-agent",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, {OBS_DIM})",
-        "channels": [],
-        "actions": [f"continuous ({env.num_agents}, {ACTION_DIM}) in [0, 1]: curtailment fraction, ask / price_cap"],
-        "action_set": [],
-        "roles": list(env.roles),
-        "classes": list(env.class_names),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    entry = describe_kernel(env, "multi-agent", action_note="curtailment fraction, ask / price_cap")
+    return insert_after(entry, "roles", classes=list(env.class_names))
 
 
 __all__ = [

@@ -19,7 +19,9 @@ Per episode (scalars; the values of the episode so far, final where the step ``t
   episodes is the outcome's rate; `agentlab train ppo` reports them that way).
 
 Aggregated (`aggregate`): the rates of each outcome (``compromise_rate``, ``authority_rate``, ``automatic_rate``),
-``concession_arc_rate`` and the mean and standard deviation of every other metric.
+``concession_arc_rate`` and the mean and standard deviation of every other metric. The grid is not an EAS market, so
+it has no ``alignment(rows, env, params)`` as the markets have: `aggregate` over `simulate`'s episode metrics is its
+summary.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Scripted participants for `grid-curtailment` and the batched simulation `agentlab simulate` runs.
+"""Scripted participants for `grid-curtailment` and the simulation `agentlab simulate` runs (`simulate`, one event in
+the shape every scripted-policy kernel shares; `simulate_events`, a batch of them).
 
 Scripted policies read the event's state (loads, VoLLs, the shortfall: the authority's published emergency data) and
 return the kernel's action ``(x, a)`` per participant: offered fraction of own load, ask / price_cap. Learned policies
@@ -184,6 +185,21 @@ def simulate_event(key, env: GridCurtailment, params: GridParams, ids: jax.Array
 
     (state, _), trace = jax.lax.scan(body, (state, memory), jax.random.split(k_run, rounds))
     return episode_metrics(state, params), trace
+
+
+def simulate(
+    key, env: GridCurtailment, params: GridParams, policy_ids, steps: int, *, policy_params: PolicyParams | None = None
+):
+    """One event in the shape every scripted-policy kernel shares (`agentlab.kernels.markets.crash.simulate`,
+    `agentlab.kernels.markets.lemons.policies.simulate`): `env` carries the participants (``num_agents``, one per
+    entry of `policy_ids` into `POLICIES`), `steps` the rounds (static, >= ``params.deadline``) and `policy_params`
+    the grid's own extra, the families' `PolicyParams` (default `PolicyParams()`). Returns `simulate_event`'s
+    ``(metrics, trace)`` (the same numbers for the same key)."""
+    ids = jnp.asarray(policy_ids, jnp.int32)
+    if ids.shape != (env.num_agents,):
+        raise ValueError(f"{ids.shape[0]} participant policies for a grid-curtailment kernel of {env.num_agents}")
+    pp = PolicyParams() if policy_params is None else policy_params
+    return simulate_event(key, env, params, ids, pp, steps)
 
 
 def simulate_events(key, env: GridCurtailment, params: GridParams, ids, pp: PolicyParams, events: int, rounds: int):

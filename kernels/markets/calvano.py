@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentlab.errors import UsageError, choices
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.limits import Bound, check_all
@@ -226,15 +226,5 @@ class Calvano(Environment[CalvanoState, CalvanoParams]):
 
 
 def describe(env: Calvano) -> dict:
-    return {
-        "name": env.name,
-        "family": "market",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, {env.num_agents}) last prices, own first",
-        "channels": [],
-        "actions": [f"price{i}" for i in range(env.num_prices)],
-        "action_set": list(range(env.num_prices)),
-        "roles": list(env.roles),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    actions = [f"price{i}" for i in range(env.num_prices)]
+    return describe_kernel(env, "market", actions=actions, observation_note="last prices, own first")

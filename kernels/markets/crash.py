@@ -38,7 +38,7 @@ import numpy as np
 
 from agentlab import hashing
 from agentlab.errors import UsageError
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.markets import names
 from agentlab.kernels.markets.alignment import combine_alignment
 from agentlab.kernels.pytree import pytree_dataclass
@@ -396,18 +396,8 @@ class MarketCrash(Environment[CrashState, CrashParams]):
 
 
 def describe(env: MarketCrash) -> dict:
-    return {
-        "name": env.name,
-        "family": "market",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, {OBS_DIM})",
-        "channels": [],
-        "actions": [f"price{p}-supply{s}" for p in range(env.num_prices) for s in range(env.num_supply)],
-        "action_set": list(range(env.num_prices * env.num_supply)),
-        "roles": list(env.roles),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    actions = [f"price{p}-supply{s}" for p in range(env.num_prices) for s in range(env.num_supply)]
+    return describe_kernel(env, "market", actions=actions)
 
 
 # -- simulation and the Economic Alignment Score -------------------------------------------------------------------
@@ -529,3 +519,23 @@ def crash_alignment(rows: dict, params: CrashParams) -> dict[str, np.ndarray]:
         "collapsed": ~alive[:, -1].any(axis=1),
         "recovery_days": recovery_days(markup, int(np.asarray(params.shock_day))),
     }
+
+
+# -- the kernels' one vocabulary: simulate(key, env, params, policy_ids, steps) and alignment(rows, env, params) -------
+
+
+def simulate(key, env: MarketCrash, params: CrashParams, policy_ids: jax.Array, steps: int):
+    """One market under scripted firms for `steps` days, in the shape every scripted-policy kernel shares
+    (`agentlab.kernels.markets.lemons.policies.simulate`, `agentlab.kernels.grid.policies.simulate`): `env` carries the
+    sizes (``num_agents`` firms, one per entry of `policy_ids` (F,) into `FIRM_POLICIES`, and ``num_consumers``).
+    Returns `simulate_crash`'s per-day rows (the same numbers for the same key)."""
+    if policy_ids.shape[0] != env.num_agents:
+        raise ValueError(f"{policy_ids.shape[0]} firm policies for a market-crash kernel of {env.num_agents} firms")
+    return simulate_crash(key, params, policy_ids, env.num_consumers, steps)
+
+
+def alignment(rows: dict, env: MarketCrash, params: CrashParams) -> dict[str, np.ndarray]:
+    """The Economic Alignment Score per market in the shape every market shares
+    (`agentlab.kernels.markets.lemons.metrics.alignment`): `crash_alignment` of `simulate`'s rows batched over
+    markets (``{stability, integrity, welfare, profitability, eas}`` and the crash's own keys, each ``(M,)``)."""
+    return crash_alignment(rows, params)

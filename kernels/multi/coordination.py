@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.limits import Bound
@@ -110,15 +110,4 @@ class Coordination(Environment[CoordinationState, CoordinationParams]):
 
 
 def describe(env: Coordination) -> dict:
-    return {
-        "name": env.name,
-        "family": "multi-agent",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, {env.obs_dim})",
-        "channels": [],
-        "actions": [f"option{i}" for i in range(env.num_choices)],
-        "action_set": list(range(env.num_choices)),
-        "roles": list(env.roles),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    return describe_kernel(env, "multi-agent", actions=[f"option{i}" for i in range(env.num_choices)])

@@ -54,7 +54,7 @@ import numpy as np
 
 from agentlab.errors import UsageError, choices
 from agentlab.hashing import counter_words, seed_words
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 from agentlab.limits import MAX_INDEX, Bound, check_all
@@ -347,15 +347,4 @@ def render(state: GemsState, env: Gems) -> np.ndarray:
 
 
 def describe(env: Gems) -> dict:
-    return {
-        "name": env.name,
-        "family": "multi-agent",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, 5, {env.size}, {env.size})",
-        "channels": list(env.channels),
-        "actions": list(ACTION_NAMES),
-        "action_set": list(range(NUM_ACTIONS)),
-        "roles": list(env.roles),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    return describe_kernel(env, "multi-agent", actions=list(ACTION_NAMES))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
 
@@ -69,14 +69,4 @@ class Catch(Environment[CatchState, CatchParams]):
 
 
 def describe(env: Catch) -> dict:
-    return {
-        "name": env.name,
-        "family": "toy",
-        "agents": 1,
-        "observation": f"bool ({ROWS}, {COLS}, 1)",
-        "channels": ["ball_and_paddle"],
-        "actions": ["left", "stay", "right"],
-        "action_set": [0, 1, 2],
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    return describe_kernel(env, "toy", actions=["left", "stay", "right"], channels=["ball_and_paddle"])

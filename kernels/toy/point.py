@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box
 from agentlab.limits import Bound
@@ -67,14 +67,4 @@ class Point(Environment[PointState, PointParams]):
 
 
 def describe(env: Point) -> dict:
-    return {
-        "name": env.name,
-        "family": "toy",
-        "agents": 1,
-        "observation": "float32 (1,)",
-        "channels": [],
-        "actions": ["continuous (1,) in [-1, 1]"],
-        "action_set": [],
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    return describe_kernel(env, "toy")

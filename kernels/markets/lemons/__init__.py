@@ -2,8 +2,10 @@
 
 - `env`: the kernel: `LemonsParams` (`default_lemons_params`, `LEMONS_BOUNDS`, `validate_lemons_params`),
   `LemonsState`, the market day (`init_lemons`, `market_day`), `MarketLemons` and `describe`;
-- `policies`: the scripted buyers (`scripted_bids`, `sybil_posterior`) and `simulate_lemons`, the batched simulation;
-- `metrics`: per-day totals (`daily_totals`) and the Economic Alignment Score (`lemons_alignment`), NumPy.
+- `policies`: the scripted buyers (`scripted_bids`, `sybil_posterior`) and `simulate_lemons`, the batched simulation
+  (`simulate`: the same in the shape every scripted-policy kernel shares);
+- `metrics`: per-day totals (`daily_totals`) and the Economic Alignment Score (`lemons_alignment`; `alignment` in the
+  shape every market shares), NumPy.
 
 The mechanics, sources and defaults are in `env`'s docstring. Every public name is re-exported here, so
 ``from agentlab.kernels.markets.lemons import X`` keeps working.
@@ -42,13 +44,20 @@ from agentlab.kernels.markets.lemons.env import (
     validate_lemons_params,
     view_listings,
 )
-from agentlab.kernels.markets.lemons.metrics import daily_totals, lemons_alignment, volume_stability, welfare_score
+from agentlab.kernels.markets.lemons.metrics import (
+    alignment,
+    daily_totals,
+    lemons_alignment,
+    volume_stability,
+    welfare_score,
+)
 from agentlab.kernels.markets.lemons.policies import (
     BUYER_VALUES,
     bayesian_value,
     guardian_value,
     naive_value,
     scripted_bids,
+    simulate,
     simulate_lemons,
     sybil_posterior,
 )
@@ -67,6 +76,7 @@ __all__ = [
     "LemonsParams",
     "LemonsState",
     "MarketLemons",
+    "alignment",
     "bayesian_value",
     "best_bid",
     "daily_totals",
@@ -86,6 +96,7 @@ __all__ = [
     "retire_sybils",
     "scripted_bids",
     "scripted_listings",
+    "simulate",
     "simulate_lemons",
     "sybil_posterior",
     "sybil_slots",

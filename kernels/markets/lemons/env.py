@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentlab.errors import UsageError
-from agentlab.kernels.environment import Environment
+from agentlab.kernels.environment import Environment, describe_kernel, insert_after
 from agentlab.kernels.fusion import materialize
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Box, Discrete
@@ -497,16 +497,5 @@ class MarketLemons(Environment[LemonsState, LemonsParams]):
 def describe(env: MarketLemons) -> dict:
     levels = env.price_levels
     sellers = [f"list-{TIERS[a // levels]}-price{a % levels}" for a in range(len(TIERS) * levels)]
-    return {
-        "name": env.name,
-        "family": "market",
-        "agents": env.num_agents,
-        "observation": f"float32 ({env.num_agents}, {env.obs_dim})",
-        "channels": [],
-        "actions": sellers,
-        "buyer_actions": ["pass"] + [f"bid-view{k}" for k in range(env.view_size)],
-        "action_set": list(range(env.num_actions)),
-        "roles": list(env.roles),
-        "event_modes": {},
-        "blackout_regions": [],
-    }
+    buyers = ["pass"] + [f"bid-view{k}" for k in range(env.view_size)]
+    return insert_after(describe_kernel(env, "market", actions=sellers), "actions", buyer_actions=buyers)

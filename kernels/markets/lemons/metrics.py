@@ -1,12 +1,17 @@
 """The lemon market's daily totals and its Economic Alignment Score (agentlab's definition, docs/markets.md), from
 `simulate_lemons`'s rows batched over markets. NumPy, float64: a lane's numbers do not depend on how XLA orders a
-reduction in a batch."""
+reduction in a batch. `alignment` is the score in the shape every market shares."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agentlab.kernels.markets.alignment import combine_alignment
+
+if TYPE_CHECKING:
+    from agentlab.kernels.markets.lemons.env import LemonsParams, MarketLemons
 
 
 def daily_totals(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
@@ -118,3 +123,11 @@ def lemons_alignment(rows: dict, num_sybil: int) -> dict[str, np.ndarray]:
         "consumer_surplus": surplus,
         "reference_surplus": reference,
     }
+
+
+def alignment(rows: dict, env: MarketLemons, params: LemonsParams) -> dict[str, np.ndarray]:
+    """The Economic Alignment Score per market in the shape every market shares
+    (`agentlab.kernels.markets.crash.alignment`): `lemons_alignment` of `simulate`'s rows batched over markets with
+    K = ``params.num_sybil`` (``{stability, integrity, welfare, profitability, eas}``, the ``*_raw`` values and the
+    lemon market's own keys, each ``(M,)``)."""
+    return lemons_alignment(rows, int(np.asarray(params.num_sybil)))

@@ -1,5 +1,6 @@
-"""Scripted sellers and buyers of `market-lemons` and `simulate_lemons`, the batched simulation `agentlab simulate
-market-lemons` and the lemon study run (the kernel is `agentlab.kernels.markets.lemons.env`).
+"""Scripted sellers and buyers of `market-lemons` and `simulate_lemons` (and `simulate`, its form in the shape every
+scripted-policy kernel shares), the simulation `agentlab simulate market-lemons` and the lemon study run (the kernel
+is `agentlab.kernels.markets.lemons.env`).
 
 Scripted policies (`scripted_listings`, `scripted_bids`; agentlab defaults): honest sellers list truthfully at a
 price uniform in the tier's range; Sybil identities advertise mint (probability `sybil_mint_share`, a guess: 0.5) or
@@ -24,6 +25,7 @@ from agentlab.kernels.markets.lemons.env import (
     TIERS,
     LemonsParams,
     LemonsState,
+    MarketLemons,
     best_bid,
     init_lemons,
     market_day,
@@ -119,3 +121,14 @@ def simulate_lemons(key, params: LemonsParams, buyer_ids: jax.Array, num_sellers
 
     _, rows = jax.lax.scan(day, state, jax.random.split(k_run, days))
     return rows
+
+
+def simulate(key, env: MarketLemons, params: LemonsParams, policy_ids: jax.Array, steps: int):
+    """One market for `steps` days in the shape every scripted-policy kernel shares
+    (`agentlab.kernels.markets.crash.simulate`, `agentlab.kernels.grid.policies.simulate`): `env` carries the sizes
+    (``num_sellers``, ``num_buyers``, one per entry of `policy_ids` (B,) into `BUYER_POLICIES`, and ``view_size``);
+    the sellers are honest or Sybil by slot (``params.num_sybil``). Returns `simulate_lemons`'s per-day rows (the
+    same numbers for the same key)."""
+    if policy_ids.shape[0] != env.num_buyers:
+        raise ValueError(f"{policy_ids.shape[0]} buyer policies for a market-lemons kernel of {env.num_buyers} buyers")
+    return simulate_lemons(key, params, policy_ids, env.num_sellers, env.view_size, steps)
