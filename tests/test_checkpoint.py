@@ -287,6 +287,7 @@ def _batch(sessions: int = 2):
         periods=np.arange(sessions, dtype=np.int64) + 100,
         converged=np.ones(sessions, bool),
         final_state=np.arange(sessions, dtype=np.int64),
+        q=np.arange(sessions * 2 * 9 * 3, dtype=np.float64).reshape(sessions, 2, 9, 3),  # (S, firms, states, prices)
     )
 
 
@@ -306,6 +307,7 @@ def _batch(sessions: int = 2):
                 converged=np.zeros(2),
                 final_state=np.zeros(2),
                 compute_seconds=np.float64(1),
+                q=np.zeros((2, 2, 9, 3)),
             )
         ),  # sessions disagree
         lambda p: p.unlink(),
@@ -318,6 +320,7 @@ def test_a_damaged_qlearn_batch_is_recomputed(tmp_path, spoil):
     save_batch(tmp_path, 4, _batch(), 1.5)
     saved = load_batch(tmp_path, 4)
     assert saved["periods"].tolist() == [100, 101] and float(saved["compute_seconds"]) == 1.5
+    np.testing.assert_array_equal(saved["q"], _batch().q)  # the Q tables round-trip exactly
     spoil(tmp_path / "checkpoints" / "sessions-0000004.npz")
     assert load_batch(tmp_path, 4) is None  # the caller computes the batch again and saves it over the damage
 
