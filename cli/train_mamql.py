@@ -93,13 +93,11 @@ def mamql(
     updates; tabular: recovered vs true reward and the gems reward heat map).
 
     Example: agentlab train mamql --env gems --data runs/gems-qre --tabular --mode exact --out runs/mamql-exact"""
+    values = apply_config_file(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
     from agentlab import rundir
     from agentlab.kernels.names import options_record, parse_env_options
     from agentlab.rl import mamql_training as driver
 
-    values = {k: v for k, v in locals().items() if k not in ("ctx", "rundir", "options_record", "parse_env_options",
-                                                            "driver")}  # fmt: skip
-    values = apply_config_file(ctx, config, values)
     run_config = driver.MAMQLRunConfig(
         env=values["env"],
         data=str(values["data"]) if values["data"] is not None else None,

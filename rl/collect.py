@@ -163,7 +163,7 @@ def qre_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, An
 
     def act(key, obs, state):
         cells = state.agents  # (lanes, 2, 2) of (x, y)
-        s = ((cells[:, 0, 0] * size + cells[:, 0, 1]) * size + cells[:, 1, 0]) * size + cells[:, 1, 1]
+        s = gems_tabular.state_index(cells[:, 0, 0], cells[:, 0, 1], cells[:, 1, 0], cells[:, 1, 1], size)
         lane_logits = jnp.stack([logits[0][s], logits[1][s]], axis=1)  # (lanes, 2, A)
         return jax.random.categorical(key, lane_logits).astype(jnp.int32)
 
@@ -185,9 +185,7 @@ def tabular_layout(config: CollectConfig, env, params):
         raise UsageError(f"--policy qre is the tabular gems equilibrium; {config.env} has none")
     if params.collect or params.gem_cells is None:
         raise UsageError("--policy qre needs gems in its tabular setting: --env-option layout=tabular,size=5")
-    cells = np.asarray(params.gem_cells)
-    blue, red = env.num_blue, env.num_red
-    return gems_tabular.make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
+    return gems_tabular.layout_of(env, params)
 
 
 QTABLE_COMMAND = "agentlab train qlearn"  # `rl.qlearn_training.COMMAND` (not imported: that pulls in numba)
@@ -406,10 +404,11 @@ def _collect(config, out, env, params, limit, policy, about, lanes, on_chunk) ->
             tick = time.perf_counter()
             key = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
             result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(key)))
-            rows = chunk_rows(result, index * lanes, lanes, limit)
+            frame = data.frame(chunk_rows(result, index * lanes, lanes, limit))
             compute += time.perf_counter() - tick
-            rundir.write_parquet(path, data.frame(rows))
-        frame = pl.read_parquet(path)
+            rundir.write_parquet(path, frame)
+        else:  # a chunk a resumed run finished before
+            frame = pl.read_parquet(path)
         frames.append(frame)
         have += lanes if unit == "episodes" else len(frame)
         index += 1
@@ -437,16 +436,14 @@ def summarise(config, table, cut: bool, about, compile_seconds: float, compute: 
     """Rows, episodes, per-agent mean return over the complete episodes (not one the ``--steps`` budget `cut`),
     and timings."""
     reward = table["reward"].to_numpy()
-    reward = reward.reshape(len(reward), -1)  # (rows, agents)
     episode = table["episode"].to_numpy()
     ends = (table["terminated"] | table["truncated"]).to_numpy()
     done = np.unique(episode[ends])
     if cut:
         done = done[done != episode[-1]]
-    ids, inverse = np.unique(episode, return_inverse=True)
-    sums = np.stack([np.bincount(inverse, weights=reward[:, i], minlength=len(ids)) for i in range(reward.shape[1])], 1)
-    returns = sums[np.isin(ids, done)]
-    agent_returns = returns.mean(axis=0) if len(returns) else np.full(reward.shape[1], np.nan)
+    ids = np.unique(episode)
+    returns = data.episode_returns(reward, episode, done)
+    agent_returns = returns.mean(axis=0) if len(returns) else np.full(returns.shape[1], np.nan)
     return {
         "command": COMMAND,
         "env": config.env,

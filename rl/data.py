@@ -197,6 +197,17 @@ def _read(file: Path, label: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def episode_returns(reward: np.ndarray, episode: np.ndarray, complete: np.ndarray) -> np.ndarray:
+    """float64 ``(episodes, agents)``: the summed reward of every episode whose id is in `complete`, in id
+    order; `reward` ``(N[, agents])`` and `episode` ``(N,)`` are rows."""
+    reward = np.asarray(reward).reshape(len(reward), -1)
+    keep = np.isin(episode, complete)
+    ids, inverse = np.unique(episode[keep], return_inverse=True)
+    return np.stack(
+        [np.bincount(inverse, weights=reward[keep, i], minlength=len(ids)) for i in range(reward.shape[1])], 1
+    )
+
+
 def finish(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Final dtypes of checked arrays (int32 discrete actions)."""
     if arrays["action"].dtype.kind in "iu":

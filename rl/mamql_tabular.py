@@ -400,9 +400,16 @@ def _alpha(mode: str) -> float:
     return 0.0 if mode == "exact" else 1.0
 
 
+def recovered_reward(q: np.ndarray, succ: np.ndarray, prob: np.ndarray, gamma: float, lam: float = 1.0) -> np.ndarray:
+    """``(S, A)``: the inverse soft Bellman operator ``r(s, a) = Q(s, a) - gamma E_{s' ~ P(.|s, a)} V(s')``,
+    ``V = lam logsumexp(Q / lam)``, on the successor structure ``succ``/``prob``."""
+    q = np.ascontiguousarray(q, np.float64)
+    return q - gamma * _expect(_soft_values(q, float(lam)), succ, prob)
+
+
 def _finish(problem: IQProblem, q: np.ndarray, j_val: float) -> IQResult:
     v = _soft_values(q, float(problem.lam))
-    reward = q - problem.gamma * _expect(v, problem.succ, problem.prob)
+    reward = recovered_reward(q, problem.succ, problem.prob, problem.gamma, problem.lam)
     return IQResult(q, v, _softmax(q, v, float(problem.lam)), reward, float(j_val))
 
 

@@ -152,10 +152,9 @@ def tabular_problem(env, params, gamma: float, temperature: float, dataset=None)
             "--tabular needs gems in its tabular setting (--env gems --env-option layout=tabular,size=5) or calvano "
             "data from a train qlearn run's Q tables"
         )
-    cells = np.asarray(params.gem_cells)
-    blue, red = env.num_blue, env.num_red
-    layout = gems_tabular.make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
-    next_state, reward = gems_tabular.export(layout, purple_quirk=bool(params.purple_quirk))
+    next_state, reward = gems_tabular.export(
+        gems_tabular.layout_of(env, params), purple_quirk=bool(params.purple_quirk)
+    )
     expert = mamql_tabular.quantal_response_equilibrium(next_state, reward, gamma=gamma, lam=temperature)
     return TabularProblem(next_state, reward, expert, int(params.max_steps), env.size)
 

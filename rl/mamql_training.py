@@ -318,15 +318,12 @@ def return_summary(per_seed: np.ndarray) -> dict[str, Any]:
 def dataset_return(dataset, limit: int | None) -> float | None:
     """Mean over agents of the dataset's per-agent return over its complete episodes: those that terminated or
     reached the time limit `limit` (not one cut by a row budget); None if there is none."""
-    reward = dataset["reward"].reshape(len(dataset), -1)
+    from agentlab.rl.data import episode_returns
+
     episode = dataset["episode"]
     complete_end = dataset["terminated"] | (dataset["truncated"] & (dataset["t"] + 1 == (limit or 0)))
-    done = np.isin(episode, episode[complete_end])
-    if not done.any():
-        return None
-    ids, inverse = np.unique(episode[done], return_inverse=True)
-    sums = np.stack([np.bincount(inverse, weights=reward[done, i]) for i in range(reward.shape[1])], 1)
-    return float(sums.mean())
+    returns = episode_returns(dataset["reward"], episode, episode[complete_end])
+    return float(returns.mean()) if len(returns) else None
 
 
 def known_expert_figures(config, learner, params, dataset, env, env_params) -> dict[str, Any]:
@@ -350,15 +347,15 @@ def known_expert_figures(config, learner, params, dataset, env, env_params) -> d
     if config.algo == "mamql":
         from agentlab.rl import mamql_tabular
 
-        qbar = np.moveaxis(q, 1, 0) / 1.0  # (agents, S, A)
+        qbar = np.moveaxis(q, 1, 0)  # (agents, S, A)
         rewards = []
         for i in range(2):
             succ, prob, _ = mamql_tabular.marginal_mdp(
                 problem.next_state, problem.reward, problem.expert.policy[1 - i], i
             )
-            top = qbar[i].max(axis=1)
-            v = top + config.temperature * np.log(np.exp((qbar[i] - top[:, None]) / config.temperature).sum(axis=1))
-            rewards.append(qbar[i] - learner.config.gamma * (prob * v[succ]).sum(axis=2))
+            rewards.append(
+                mamql_tabular.recovered_reward(qbar[i], succ, prob, learner.config.gamma, config.temperature)
+            )
         learned.update(q=qbar, reward=np.stack(rewards))
     visited = np.unique(tt.states_of(dataset["obs"], problem.size))
     figures = tt.measure(problem, learned, visited, learner.config.gamma, config.temperature)
@@ -371,9 +368,9 @@ def all_state_observations(env, params) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    size = env.size
-    s = np.arange(size**4)
-    x0, y0, x1, y1 = s // size**3, (s // size**2) % size, (s // size) % size, s % size
+    from agentlab.kernels.multi.gems_tabular import state_positions
+
+    x0, y0, x1, y1 = state_positions(np.arange(env.size**4), env.size)
     agents = jnp.asarray(np.stack([np.stack([x0, y0], 1), np.stack([x1, y1], 1)], 1), jnp.int32)  # (S, 2, 2)
     state = env.init(jax.random.PRNGKey(0), params)
 

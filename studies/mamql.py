@@ -11,7 +11,6 @@ and the return ratio of ``mamql`` to ``iq-joint`` per expert-transition budget (
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -143,16 +142,13 @@ def compute_cell(work: dict) -> dict[str, list]:
     return row
 
 
-SCHEMA = {name: "Float64" for name in FIGURES}
-
-
 def run(config: StudyConfig, out: Path, *, executor: str = "local", on_unit=None) -> executors.Counts:
     import polars as pl
 
     schema = {name: pl.Float64 for name in FIGURES}
     listed = units(config, out)
     return executors.run_units(
-        out / "cells", listed, functools.partial(compute_cell), executor=executor, columns=COLUMNS,
+        out / "cells", listed, compute_cell, executor=executor, columns=COLUMNS,
         rows=lambda work: 1, schema=schema, on_unit=on_unit,
     )  # fmt: skip
 

@@ -69,6 +69,13 @@ def make_layout(size: int, blue, red, purple) -> GemsLayout:
     return GemsLayout(int(size), *cells)
 
 
+def layout_of(env, params) -> GemsLayout:
+    """The layout of a gems kernel whose gems are fixed (``params.gem_cells``: blue, then red, then purple)."""
+    cells = np.asarray(params.gem_cells)
+    blue, red = env.num_blue, env.num_red
+    return make_layout(env.size, cells[:blue], cells[blue : blue + red], cells[blue + red :])
+
+
 def default_layout(size: int = 5) -> GemsLayout:
     """One blue gem at ``(0, size-1)``, one red at ``(size-1, 0)`` and two purple at the centre
     ``(size//2, size//2)`` and the corner ``(size-1, size-1)`` (agentlab's choice; the authors' 15 x 15 game draws
