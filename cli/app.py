@@ -21,6 +21,8 @@ from agentlab.cli import (
     sweep,
     train,
     train_mamql,
+    train_offline,
+    train_pgd,
     train_qlearn,
 )
 from agentlab.cli import eval as eval_command
@@ -56,6 +58,8 @@ def root(
 app.add_typer(train.app, name="train")
 train.app.command("qlearn")(train_qlearn.qlearn)
 train.app.command("mamql")(train_mamql.mamql)
+train.app.command("pgd")(train_pgd.pgd)
+train.app.command("offline")(train_offline.offline)
 # `agentlab simulate KERNEL`: market-crash (cli/simulate.py) and the plug-ins imported above (each registers its
 # kernel's simulator when imported) become sub-commands.
 assert {"market-crash", "market-lemons", "grid-curtailment"} <= set(simulate.SIMULATORS), (

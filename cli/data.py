@@ -43,7 +43,10 @@ def collect(
         typer.Option(
             "--policy",
             help="random | qre (the tabular gems equilibrium; --env-option layout=tabular) | a train ppo RUN_DIR | "
-            "qtable:RUN_DIR (a train qlearn run's Q tables, Boltzmann at --temperature).",
+            "qtable:RUN_DIR (a train qlearn run's Q tables, Boltzmann at --temperature) | noisy:RUN_DIR,sigma=S "
+            "(continuous actions: a train ppo run's mean action plus Gaussian noise) | planner[,sigma=S] (maze2d's "
+            "shortest-path waypoint controller, as D4RL collected its maze2d data). Continuous actions are stored "
+            "as executed (clipped to the action space).",
         ),
     ] = "random",
     episodes: Annotated[int | None, typer.Option("--episodes", help="Whole episodes to collect.")] = None,
@@ -66,7 +69,10 @@ def collect(
     episodes, per-agent mean return of the complete episodes, the policy's facts such as the QRE residual).
 
     Example: agentlab data collect --env gems --env-option layout=tabular,size=5 --policy qre --steps 20000
-    --out runs/gems-qre"""
+    --out runs/gems-qre
+
+    Example (continuous): agentlab data collect --env maze2d --env-option layout=umaze --policy planner
+    --steps 100000 --out runs/maze-umaze"""
     from agentlab import rundir
     from agentlab.kernels.names import options_record, parse_env_options
     from agentlab.rl import collect as driver

@@ -12,7 +12,8 @@ from agentlab.cli.common import Seed, Stochasticity, fail, handle_errors, parse_
 from agentlab.limits import Bound
 from agentlab.rundir import MAX_NAME_BYTES, atomic_write
 
-POLICIES = ("random", "noop")
+POLICIES = ("random", "noop")  # the Atari-style games'; the control kernels' are `kernels.control.policies.POLICIES`
+CONTROL = ("maze2d", "pendulum")  # continuous kernels drawn as pictures (`kernels.control`), sorted
 #: What one render may ask for. A frame is ``10 x scale`` pixels square plus a caption; ten thousand
 #: steps is 100 times a default clip, and the frames of the largest render are checked against memory.
 STEPS = Bound("--steps", int, low=1, high=10_000, unit="steps of one episode")
@@ -24,13 +25,17 @@ CAPTION_PIXELS = 14  # rows of a frame's caption (viewer._captioned)
 
 @handle_errors
 def render(
-    env_name: Annotated[str, typer.Argument(metavar="ENV", help="An Atari-style kernel (see `agentlab envs`).")],
+    env_name: Annotated[
+        str, typer.Argument(metavar="ENV", help="An Atari-style kernel, pendulum or maze2d (see `agentlab envs`).")
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output file: .gif (animation) or .png (strip of frames).")
     ] = Path("clip.gif"),
     stochasticity: Stochasticity = "plain",
     steps: Annotated[int, typer.Option("--steps", help="At most this many steps (the episode may end sooner).")] = 100,
-    policy: Annotated[str, typer.Option("--policy", help="random (uniform actions) or noop.")] = "random",
+    policy: Annotated[
+        str, typer.Option("--policy", help="random (uniform actions) or noop; on maze2d also planner.")
+    ] = "random",
     actions: Annotated[
         str | None,
         typer.Option(
@@ -38,7 +43,9 @@ def render(
         ),
     ] = None,
     seed: Seed = 0,
-    scale: Annotated[int, typer.Option("--scale", help="Pixels per grid cell.")] = 16,
+    scale: Annotated[
+        int, typer.Option("--scale", help="Pixels per grid cell (pendulum: the frame is 10 x scale pixels square).")
+    ] = 16,
     fps: Annotated[float, typer.Option("--fps", help="GIF frames per second.")] = 10.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print a summary of the episode on stdout.")] = False,
@@ -54,10 +61,22 @@ def render(
     from agentlab.kernels.names import canonical_id
 
     env_name = canonical_id(env_name)
-    if env_name not in GAMES:
-        fail(f"render draws the Atari-style kernels: valid ENV values are {', '.join(sorted(GAMES))}")
+    if env_name not in GAMES and env_name not in CONTROL:
+        valid = ", ".join(sorted((*GAMES, *CONTROL)))
+        fail(f"render draws the Atari-style and control kernels: valid ENV values are {valid}")
     check_out_file(out, force)
     steps, scale, fps = STEPS.check(steps), SCALE.check(scale), FPS.check(fps)
+    if env_name in CONTROL:
+        if stochasticity != "plain":
+            fail(f"--stochasticity: {env_name} has no stochasticity profiles; leave it 'plain'")
+        if actions is not None:
+            fail(f"--actions: {env_name} takes continuous actions; choose a --policy instead")
+        summary = render_control(env_name, out, steps, policy, seed, scale, fps)
+        if json:
+            print_json(summary)
+        else:
+            typer.echo(f"wrote {out}: {summary['steps']} steps, reward {summary['total_reward']:g}", err=True)
+        return
     if policy not in POLICIES:
         fail(f"unknown --policy {policy!r}: valid policies are 'random' or 'noop'")
     env, params = make(env_name, stochasticity=stochasticity, auto_reset=False)
@@ -131,6 +150,57 @@ def render(
         print_json(summary)
     else:
         typer.echo(f"wrote {out}: {length} steps, reward {score[-1]:g}", err=True)
+
+
+def render_control(env_name: str, out: Path, steps: int, policy: str, seed: int, scale: int, fps: float) -> dict:
+    """One episode of a control kernel under a scripted policy (`kernels.control.policies`), drawn by the kernel's
+    NumPy `render` and written to `out`; returns the summary `render` prints."""
+    import jax
+    import numpy as np
+
+    from agentlab import limits
+    from agentlab.kernels import make
+    from agentlab.kernels.control import maze2d, pendulum, policies, viewer
+
+    env, params = make(env_name, auto_reset=False)
+    act = policies.scripted_policy(policy, env, params)  # UsageError names the valid policies
+    if env_name == "maze2d":
+        rows, cols = env.shape
+        height, width = rows * scale, cols * scale
+        draw = lambda obs: maze2d.render(obs, params, env, scale=scale)
+    else:
+        height = width = 10 * scale
+        draw = lambda obs: pendulum.render(obs, params, env, size=10 * scale)
+    frame_bytes = width * (height + CAPTION_PIXELS) * 3
+    limits.check_memory(
+        (steps + 1) * frame_bytes * 4, f"rendering {steps:,} steps at --scale {scale}", "lower --steps or --scale"
+    )
+    episode = jax.jit(lambda key: policies.run_episode(env, params, key, steps, act))(jax.random.key(seed))
+    episode = {k: np.asarray(v) for k, v in episode.items()}
+    done = episode["done"]
+    length = int(np.argmax(done)) + 1 if done.any() else steps
+    reward = episode["reward"][:length]
+    score = np.concatenate([[0.0], np.cumsum(reward)])
+    frames = np.stack([draw(obs) for obs in episode["obs"][: length + 1]])
+    captions = ["t=0 reset"] + [
+        f"t={t + 1} a=({', '.join(f'{a:+.2f}' for a in episode['action'][t])}) r={reward[t]:.3g} R={score[t + 1]:.4g}"
+        for t in range(length)
+    ]
+    try:
+        if out.suffix.lower() == ".gif":
+            atomic_write(out, lambda tmp: viewer.save_gif(tmp, frames, captions, fps=fps))
+        else:
+            atomic_write(out, lambda tmp: viewer.save_strip(tmp, frames, captions))
+    except OSError as error:  # the folder went away or filled up after the checks
+        fail(f"--out {out}: cannot write it: {error.strerror or error}")
+    return {
+        "env": env_name,
+        "policy": policy,
+        "steps": length,
+        "episode_ended": bool(done.any()),
+        "total_reward": float(score[-1]),
+        "out": str(out),
+    }
 
 
 def check_out_file(out: Path, force: bool) -> None:

@@ -36,6 +36,8 @@ KERNEL_IDS = (
     "grid-curtailment",
     "market-crash",
     "market-lemons",
+    "maze2d",
+    "pendulum",
     "point",
 )
 ALIASES = {"space_invaders": "space-invaders"}  # ids of agentlab 0.1.0 -> today's ids

@@ -17,6 +17,10 @@ from typing import Any
 from agentlab.errors import UsageError, choices
 from agentlab.kernels.atari import GAMES, make_atari
 from agentlab.kernels.atari import describe as describe_atari
+from agentlab.kernels.control.maze2d import EPISODE_STEPS, LAYOUTS, MAZE2D_BOUNDS, REWARDS, Maze2d
+from agentlab.kernels.control.maze2d import describe as describe_maze2d
+from agentlab.kernels.control.pendulum import PENDULUM_BOUNDS, Pendulum
+from agentlab.kernels.control.pendulum import describe as describe_pendulum
 from agentlab.kernels.environment import AutoReset, Environment
 from agentlab.kernels.grid.curtailment import GridCurtailment
 from agentlab.kernels.grid.curtailment import describe as describe_grid
@@ -49,6 +53,8 @@ OPTION_BOUNDS: dict[str, dict[str, Bound]] = {
     },
     "gems": {k: GEMS_BOUNDS[k] for k in ("size", "num_blue", "num_red", "num_purple", "gem_limit")},
     "point": {"speed": POINT_BOUNDS["speed"]},
+    "pendulum": dict(PENDULUM_BOUNDS),
+    "maze2d": dict(MAZE2D_BOUNDS),
     "calvano": {
         "firms": Bound("firms", int, low=2, high=8, unit="firms"),
         "prices": Bound("prices", int, low=2, high=101, unit="price levels"),
@@ -91,6 +97,43 @@ def _make_point(max_steps: int | None = 20, speed: float = 0.25):
     return env, env.validate_params(env.default_params().replace(max_steps=max_steps, speed=speed))
 
 
+def _make_pendulum(
+    max_steps: int | None = 200,
+    max_speed: float = 8.0,
+    max_torque: float = 2.0,
+    dt: float = 0.05,
+    g: float = 10.0,
+    m: float = 1.0,
+    l: float = 1.0,  # noqa: E741 (gym's name for the length)
+):
+    env = Pendulum()
+    physics = {"max_speed": max_speed, "max_torque": max_torque, "dt": dt, "g": g, "m": m, "l": l}
+    return env, env.validate_params(env.default_params().replace(max_steps=max_steps, **physics))
+
+
+def _make_maze2d(
+    layout: str = "umaze",
+    reward: str = "sparse",
+    max_steps: int | None = None,
+    dt: float = 0.1,
+    damping: float = 5.0,
+    force_scale: float = 5.0,
+    max_speed: float = 2.0,
+    goal_radius: float = 0.5,
+):
+    """`max_steps` None: the layout's D4RL episode length (`EPISODE_STEPS`: 300, 600, 800)."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"layout of maze2d must be {choices(LAYOUTS)}, got {layout!r}")
+    if reward not in REWARDS:
+        raise UsageError(f"reward of maze2d must be {choices(REWARDS)}, got {reward!r}")
+    env = Maze2d(layout)
+    physics = {"dt": dt, "damping": damping, "force_scale": force_scale, "max_speed": max_speed}
+    params = env.default_params().replace(
+        reward=reward, goal_radius=goal_radius, max_steps=EPISODE_STEPS[layout] if max_steps is None else max_steps
+    )
+    return env, env.validate_params(params.replace(**physics))
+
+
 def _make_calvano(firms: int = 2, prices: int = 15, max_steps: int | None = 100):
     env = Calvano(num_firms=firms, num_prices=prices)
     return env, env.validate_params(env.default_params().replace(max_steps=max_steps))
@@ -117,6 +160,8 @@ _REGISTRY: dict[str, tuple[Factory, Callable[[Any], dict]]] = {
     "gems": (make_gems, describe_gems),
     "catch": (_make_catch, describe_catch),
     "point": (_make_point, describe_point),
+    "pendulum": (_make_pendulum, describe_pendulum),
+    "maze2d": (_make_maze2d, describe_maze2d),
     "grid-curtailment": (_make_grid, describe_grid),
     "calvano": (_make_calvano, describe_calvano),
     "market-crash": (_make_crash, describe_crash),
@@ -176,7 +221,10 @@ def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environ
     profiles), ``max_steps`` (None: no time limit, as in MinAtar), ``full_action_set`` (all six
     MinAtar actions instead of the game's minimal set), ``ramping`` (MinAtar's difficulty ramping).
     `coordination`: ``num_agents``, ``num_choices``, ``max_steps``. `catch`: ``max_steps``.
-    `point`: ``max_steps``, ``speed``.
+    `point`: ``max_steps``, ``speed``. `pendulum`: ``max_steps`` and the physics (``max_speed``, ``max_torque``,
+    ``dt``, ``g``, ``m``, ``l``). `maze2d`: ``layout`` (umaze, medium, large), ``reward`` (sparse, dense),
+    ``max_steps`` (None: the layout's D4RL length) and the physics (``dt``, ``damping``, ``force_scale``,
+    ``max_speed``, ``goal_radius``).
 
     Raises `UsageError` (a `ValueError`) for an unknown name or option or an invalid value.
     """

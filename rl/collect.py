@@ -9,6 +9,13 @@ Policies (``--policy``):
   samples from its equilibrium policy at the joint state. `gamma` and `temperature` are the equilibrium's.
 - ``RUN_DIR``: a `train ppo` run's policy (its first seed), sampled, on the kernel the run trained on.
 - ``qtable:RUN_DIR``: Boltzmann play of the final Q tables a `train qlearn` run saved (calvano), at `temperature`.
+- ``noisy:RUN_DIR,sigma=S`` (continuous actions): a `train ppo` run's mean action plus Gaussian noise of standard
+  deviation S (D4RL's "noisy expert" style), then clipped.
+- ``planner`` / ``planner,sigma=S`` (maze2d): D4RL's waypoint controller (`kernels.control.policies`): the shortest
+  path over the maze's cells to the goal, a PD controller toward the next cell's centre, Gaussian noise of standard
+  deviation S (default `kernels.control.policies.NOISE_STD`, 0.2).
+
+Continuous actions are clipped to the action space before they are stored: a row holds the executed action.
 
 Episodes run in chunks of `lanes` parallel episodes (one jitted `lax.scan` over the time limit, `vmap` over
 lanes); a chunk is a deterministic function of ``(seed, chunk index)``, saved as it finishes
@@ -49,7 +56,7 @@ class CollectConfig:
 
     env: str = "gems"
     env_options: tuple[tuple[str, Any], ...] = ()  # the kernel's make() options, sorted pairs
-    policy: str = "random"  # random | qre | RUN_DIR | qtable:RUN_DIR
+    policy: str = "random"  # random | qre | RUN_DIR | qtable:RUN_DIR | noisy:RUN_DIR,sigma=S | planner[,sigma=S]
     episodes: int | None = None  # exactly one of episodes / steps
     steps: int | None = None
     seed: int = 0
@@ -99,12 +106,51 @@ def make_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, A
         return qre_policy(config, env, params)
     if spec.startswith("qtable:"):
         return qtable_policy(config, env, params, Path(spec.removeprefix("qtable:")))
+    continuous = not hasattr(env.action_space(params), "n")
     if spec.startswith("noisy:"):
-        raise UsageError(
-            "--policy noisy:RUN_DIR,sigma=S adds Gaussian noise to continuous actions; "
-            f"{config.env}'s actions are discrete"
-        )
+        if not continuous:
+            raise UsageError(
+                f"--policy noisy:RUN_DIR,sigma=S adds Gaussian noise to continuous actions; {config.env}'s are discrete"
+            )
+        run, sigma = parse_sigma(spec.removeprefix("noisy:"), "noisy:RUN_DIR,sigma=S", None)
+        return ppo_policy(config, run, sigma=sigma)
+    if spec == "planner" or spec.startswith("planner,"):
+        return planner_policy(config, env, params)
     return ppo_policy(config, Path(spec))
+
+
+SIGMA = limits.Bound("sigma", float, low=0, high=10, unit="std of the Gaussian action noise")
+
+
+def parse_sigma(text: str, form: str, default: float | None) -> tuple[Path, float]:
+    """``"HEAD,sigma=S"`` -> ``(Path(HEAD), S)``; a missing ``sigma=`` is `default` (None: required)."""
+    head, sep, value = text.partition(",sigma=")
+    if not sep:
+        if default is None:
+            raise UsageError(f"--policy {form}: give the noise, e.g. ,sigma=0.3")
+        return Path(head), default
+    try:
+        sigma = float(value)
+    except ValueError:
+        raise UsageError(f"--policy {form}: sigma={value!r} is not a number") from None
+    return Path(head), SIGMA.check(sigma, "--policy ...,sigma=")
+
+
+def planner_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, Any]]:
+    """maze2d's waypoint controller with Gaussian action noise (`kernels.control.policies`)."""
+    if config.env != "maze2d":
+        raise UsageError(f"--policy planner is maze2d's waypoint controller; {config.env} has none")
+    import jax
+
+    from agentlab.kernels.control import policies
+
+    _, sigma = parse_sigma(config.policy, "planner,sigma=S", policies.NOISE_STD)
+
+    def act(key, obs, state):
+        keys = jax.random.split(key, obs.shape[0])
+        return jax.vmap(lambda k, o: policies.planner_action(k, o, params, env, sigma))(keys, obs)
+
+    return act, {"policy": "planner", "sigma": sigma}
 
 
 def random_policy(env, params) -> Policy:
@@ -112,6 +158,12 @@ def random_policy(env, params) -> Policy:
     import jax.numpy as jnp
 
     space = env.action_space(params)
+    if not hasattr(space, "n"):  # a Box: uniform over its bounds
+
+        def uniform(key, obs, state):
+            return jax.random.uniform(key, (obs.shape[0], *space.shape), jnp.float32, space.low, space.high)
+
+        return uniform
     mask = env.action_mask(params)
     if mask is None:
         mask = jnp.ones((*space.shape, space.n), bool)
@@ -124,14 +176,17 @@ def random_policy(env, params) -> Policy:
     return act
 
 
-def ppo_policy(config: CollectConfig, run: Path) -> tuple[Policy, dict[str, Any]]:
+def ppo_policy(config: CollectConfig, run: Path, sigma: float | None = None) -> tuple[Policy, dict[str, Any]]:
+    """A `train ppo` run's first seed: its sampled action, or (`sigma` given) its mean action plus N(0, sigma^2)."""
     import jax
+    import jax.numpy as jnp
 
     from agentlab.rl.evaluate import load_policy
 
     if not run.is_dir():
         raise UsageError(
-            f"--policy {config.policy!r}: valid policies are 'random', 'qre', a train ppo RUN_DIR or qtable:RUN_DIR"
+            f"--policy {config.policy!r}: valid policies are 'random', 'qre', 'planner', a train ppo RUN_DIR, "
+            "qtable:RUN_DIR or noisy:RUN_DIR,sigma=S"
         )
     run_config, learner, params = load_policy(run)
     if run_config.env != config.env or dict(run_config.env_options) != dict(config.env_options):
@@ -140,11 +195,18 @@ def ppo_policy(config: CollectConfig, run: Path) -> tuple[Policy, dict[str, Any]
             f"the same kernel (--env {run_config.env} and its --env-option values)"
         )
     first = jax.tree.map(lambda x: x[0], params)
+    if sigma is None:
 
-    def act(key, obs, state):
-        return learner.act(first, key, obs, False)
+        def act(key, obs, state):
+            return learner.act(first, key, obs, False)
 
-    return act, {"policy": "ppo", "run": str(run), "run_env": run_config.env}
+        return act, {"policy": "ppo", "run": str(run), "run_env": run_config.env}
+
+    def noisy(key, obs, state):
+        mean = learner.act(first, key, obs, True)
+        return mean + sigma * jax.random.normal(key, mean.shape, jnp.float32)
+
+    return noisy, {"policy": "noisy", "run": str(run), "run_env": run_config.env, "sigma": sigma}
 
 
 def qre_policy(config: CollectConfig, env, params) -> tuple[Policy, dict[str, Any]]:
@@ -319,6 +381,8 @@ def chunk_function(env, params, policy: Policy, lanes: int, limit: int):
 
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     reset = jax.vmap(env.reset, in_axes=(0, None))
+    space = env.action_space(params)
+    clip = None if hasattr(space, "n") else (space.low, space.high)  # a row holds the executed (clipped) action
 
     def run(key):
         k_reset, k_steps = hashing.split_key(key, 2)
@@ -328,6 +392,8 @@ def chunk_function(env, params, policy: Policy, lanes: int, limit: int):
             obs, state, alive = carry
             k_act, k_env = hashing.split_key(k, 2)
             action = policy(k_act, obs, state)
+            if clip is not None:
+                action = jnp.clip(action.astype(jnp.float32), *clip)
             next_obs, next_state, reward, terminated, truncated, _ = step(
                 hashing.split_key(k_env, lanes), state, action, params
             )

@@ -14,6 +14,8 @@ import pytest
 from agentlab.errors import UsageError
 from agentlab.kernels import make, registered_kernels
 from agentlab.kernels.atari import GAMES
+from agentlab.kernels.control.maze2d import MAZE2D_BOUNDS
+from agentlab.kernels.control.pendulum import PENDULUM_BOUNDS
 from agentlab.kernels.grid.curtailment import GRID_BOUNDS
 from agentlab.kernels.markets.calvano import CALVANO_BOUNDS, DEMAND_FIELDS
 from agentlab.kernels.markets.crash import CRASH_BOUNDS
@@ -31,6 +33,8 @@ PARAM_BOUNDS = {
     "calvano": {name: CALVANO_BOUNDS[name] for name in DEMAND_FIELDS},
     "gems": {name: GEMS_BOUNDS[name] for name in ("gem_limit", "own_reward", "purple_reward", "max_steps")},
     "point": POINT_BOUNDS,
+    "pendulum": PENDULUM_BOUNDS,
+    "maze2d": MAZE2D_BOUNDS,
     "coordination": COORDINATION_BOUNDS,
 }
 UNBOUNDED = {"catch", *GAMES}
