@@ -424,6 +424,106 @@ def mamql(
     _finish(out, summary, json, quiet, f"bench mamql: {rounds} rounds")
 
 
+# -- agentlab bench pgd -----------------------------------------------------------------------------------------
+
+
+@handle_errors
+def pgd(
+    pgd_repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--pgd-repo",
+            help="A checkout of github.com/EmptyJackson/policy-guided-diffusion: adds the authors' denoiser training "
+            "step and sampler (needs --peer-python). Without it, agentlab's only.",
+        ),
+    ] = None,
+    peer_python: Annotated[
+        Path | None,
+        typer.Option("--peer-python", help="The python of a bench-only environment with the authors' JAX stack."),
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved timed rounds (median and range reported).")] = 5,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per timed round (one compiled scan).")] = 8,
+    windows: Annotated[int, typer.Option("--windows", help="Windows sampled per timed round (one call).")] = 256,
+    sampler_steps: Annotated[int, typer.Option("--sampler-steps", help="Heun sampler steps.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per training step.")] = 256,
+    length: Annotated[int, typer.Option("--length", help="Rows per window.")] = 32,
+    obs_dim: Annotated[int, typer.Option("--obs-dim", help="Observation columns (maze2d: 4).")] = 4,
+    act_dim: Annotated[int, typer.Option("--act-dim", help="Action columns (maze2d: 2); rows add reward, done.")] = 2,
+    features: Annotated[
+        int,
+        typer.Option("--features", help="Width of the first U-Net level (their --num_features; doubled per level)."),
+    ] = 32,
+    blocks: Annotated[int, typer.Option("--blocks", help="U-Net levels (their --num_blocks).")] = 3,
+    kernel_size: Annotated[int, typer.Option("--kernel-size", help="agentlab's conv width (theirs is 3).")] = 3,
+    seed: Seed = 0,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """PGD denoiser speed (bench/pgd.py): agentlab's EDM training step (a compiled scan of --steps updates) and
+    unguided Heun sampler (--windows windows, --sampler-steps steps) beside the authors' train_step + EMA and
+    sample_trajectory run from --pgd-repo in a --peer-python process, at the same U-Net widths, interleaved over
+    --rounds rounds on synthetic standardised windows, compile excluded (reported apart). Writes summary.json
+    (medians, ranges, ratios, parameter counts, machine) and metrics.parquet (a row per learner and round)."""
+    from agentlab import rundir
+    from agentlab.bench import pgd as bp
+
+    bench = bp.PGDBench(
+        rounds=rounds,
+        steps=steps,
+        windows=windows,
+        sampler_steps=sampler_steps,
+        batch_size=batch_size,
+        length=length,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        features=features,
+        blocks=blocks,
+        kernel_size=kernel_size,
+        pgd_repo=pgd_repo,
+        peer_python=peer_python,
+        seed=seed,
+    ).validate()
+    out = Path(out or default_out("bench-pgd"))
+    rundir.check_out(out, force=force)
+    with rundir.open_run(out, "bench pgd", bench.record(), force=force) as work:
+        import polars as pl
+
+        rows: list[dict] = []
+
+        def on_round(r: int, seconds: dict[str, float]) -> None:
+            for name, s in seconds.items():
+                train = name.endswith("-train")
+                rows.append(
+                    {
+                        "learner": name,
+                        "round": r,
+                        "seconds": s,
+                        "steps_per_second": 1.0 / s if train else None,
+                        "windows_per_second": (bench.batch_size if train else bench.windows) / s,
+                    }
+                )
+            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
+            if not quiet:
+                text = ", ".join(
+                    f"{name} {1.0 / s:.3g} steps/s"
+                    if name.endswith("-train")
+                    else f"{name} {windows / s:.3g} windows/s"
+                    for name, s in seconds.items()
+                )
+                typer.echo(f"round {r + 1}/{rounds}: {text}", err=True)
+
+        if not quiet:
+            typer.echo(f"bench pgd: {', '.join(bench.learners())}; compiling and warming up ...", err=True)
+        summary = bp.run(bench, on_round)
+        rundir.write_json(work / "summary.json", summary)
+    if not quiet:
+        for text in bp.lines(summary):
+            typer.echo(text, err=True)
+    _finish(out, summary, json, quiet, f"bench pgd: {rounds} rounds")
+
+
 # -- agentlab bench report --------------------------------------------------------------------------------------
 
 
@@ -458,5 +558,6 @@ COMMANDS = {
     "lemons": lemons,
     "synergy": synergy,
     "mamql": mamql,
+    "pgd": pgd,
     "report": report,
 }

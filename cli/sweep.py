@@ -29,7 +29,8 @@ from agentlab.cli.common import (
 from agentlab.cli.common import print_json as print_summary
 
 app = typer.Typer(
-    help="Parameter sweeps and studies into a run directory: `agentlab sweep synergy`, `agentlab sweep mamql`.",
+    help="Parameter sweeps and studies into a run directory: `agentlab sweep synergy`, `agentlab sweep mamql`, "
+    "`agentlab sweep pgd`.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -229,3 +230,81 @@ def mamql(
         ratios = ", ".join(f"{k}: {v:.2f}" for k, v in summary["mamql_over_iq_joint_return"].items() if v is not None)
         typer.echo(f"wrote {out}: {len(frame)} cells" + (f"; mamql / iq-joint return {ratios}" if ratios else ""),
                    err=True)  # fmt: skip
+
+
+@app.command("pgd")
+@handle_errors
+def pgd(
+    diffusion: Annotated[Path | None, typer.Option("--diffusion", help="A train pgd run (the denoiser).")] = None,
+    target: Annotated[
+        Path | None, typer.Option("--target", help="A train offline run on the same dataset (its first seed guides).")
+    ] = None,
+    guidance: Annotated[
+        str, typer.Option("--guidance", help="Comma-separated guidance strengths c (0: unguided); empty: none.")
+    ] = "0,0.5,1,2,4,8",
+    horizons: Annotated[
+        str, typer.Option("--horizons", help="Comma-separated world-model rollout lengths; empty: no world model.")
+    ] = "1,2,4,8,16,31",
+    windows: Annotated[int, typer.Option("--windows", help="Windows (and rollouts) sampled per point.")] = 256,
+    sample_steps: Annotated[int, typer.Option("--sample-steps", help="Diffusion sampler steps.")] = 32,
+    model_updates: Annotated[int, typer.Option("--model-updates", help="World-model training updates.")] = 10_000,
+    seed: Seed = 0,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """The PGD trade-off (Jackson et al. 2024, exact here): dynamics error of synthetic transitions against the
+    kernel's true next state, against the target policy's log-likelihood of their actions, for policy-guided
+    diffusion at each guidance strength and an autoregressive world model at each rollout horizon:
+    tradeoff.parquet, summary.json (with the comparison at matched likelihood) and plots/tradeoff.png.
+
+    Example: agentlab sweep pgd --diffusion runs/pgd-umaze --target runs/td3bc-umaze --out runs/tradeoff-umaze"""
+    from agentlab import rundir
+    from agentlab.studies import pgd as study
+
+    config = study.TradeoffConfig(
+        diffusion=str(diffusion) if diffusion is not None else "",
+        target=str(target) if target is not None else "",
+        guidance=tuple(parse_float_list(guidance, "--guidance")),
+        horizons=tuple(parse_int_list(horizons, "--horizons", minimum=1)) if horizons.strip() else (),
+        windows=windows,
+        sample_steps=sample_steps,
+        model_updates=model_updates,
+        seed=seed,
+    ).validate()
+    out = Path(out or default_out("sweep-pgd"))
+    rundir.check_out(out, force=force)
+    total = len(config.guidance) + len(config.horizons)
+    with progress_display(*counted_columns("[bold]sweep pgd[/bold]", "points"), quiet=quiet) as progress:
+        task = progress.add_task("points", total=total)
+        summary = study.run(config, out, force=force, on_point=lambda done, _: progress.update(task, completed=done))
+    if json:
+        print_summary(summary)
+    if not quiet:
+        for m in summary["matched"]:
+            typer.echo(
+                f"H={m['horizon']}: world model error {m['worldmodel_error']:.4g} at log-likelihood "
+                f"{m['worldmodel_log_likelihood']:.3f}; PGD c={m['pgd_guidance']:g} {m['pgd_error']:.4g} at "
+                f"{m['pgd_log_likelihood']:.3f}",
+                err=True,
+            )
+        typer.echo(f"wrote {out}", err=True)
+
+
+def parse_float_list(text: str, flag: str) -> list[float]:
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]`` (empty text: ``[]``); a value that is not a finite number -> one line."""
+    import math
+
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            fail(f"{flag}: {item!r} is not a number")
+        if not math.isfinite(value):
+            fail(f"{flag}: {item!r} is not a finite number")
+        values.append(value)
+    return values

@@ -40,6 +40,7 @@ from agentlab.kernels.names import canonical_id
 
 COMMAND = "train offline"
 CHECKPOINT = "checkpoints/latest.npz"
+AGENTS_FILE = "agents.npz"  # the final agents of every seed (what `--target RUN` loads)
 ALGOS = ("td3bc", "iql")
 SYNTHETIC = ("none", "unguided", "pgd", "worldmodel")
 BOUNDS = {
@@ -163,18 +164,21 @@ def load_target(run: Path, env: str, env_options: dict[str, Any]) -> Target:
 
     from agentlab.rl import checkpoint
 
-    record = rundir.load_record(run, COMMAND)["config"]
+    try:
+        record = rundir.load_record(run, COMMAND)["config"]
+    except UsageError as error:
+        raise UsageError(f"--target {run}: {error}") from None
     summary_file = run / "summary.json"
-    if not summary_file.is_file():
-        raise UsageError(f"--target {run}: the run has not finished (no summary.json)")
+    if not summary_file.is_file() or not (run / AGENTS_FILE).is_file():
+        raise UsageError(f"--target {run}: the run has not finished (no {AGENTS_FILE}); --resume it first")
     summary = rundir.read_json_file(summary_file, "summary")
     if summary.get("env") != env or summary.get("env_options", {}) != env_options:
         raise UsageError(f"--target {run}: its agents learned {summary.get('env')}, not {env}")
     config = OfflineRunConfig(**{**record, "hidden": tuple(record["hidden"])}).validate()
     dataset, kernel, params = load_dataset(config)
     agent, state = init_agents(config, dataset)
-    state, _ = checkpoint.load(run / CHECKPOINT, {"agents": state})
-    return Target(agent, jax.tree.map(lambda x: x[0], state["agents"]))
+    state, _ = checkpoint.load(run / AGENTS_FILE, state)
+    return Target(agent, jax.tree.map(lambda x: x[0], state))
 
 
 def load_dataset(config: OfflineRunConfig):
@@ -231,6 +235,13 @@ def train(
         if (diffuser.layout.obs_dim, diffuser.layout.act_dim) != (dataset["obs"].shape[1], dataset["action"].shape[1]):
             raise UsageError(f"--diffusion {config.diffusion}: its rows do not match {config.data}'s")
         guidance = config.guidance if config.guidance is not None else float(record.get("guidance", 1.0))
+    if config.synthetic != "none":
+        row = 2 * dataset["obs"].shape[1] + dataset["action"].shape[1] + 2
+        limits.check_memory(
+            2 * config.seeds * config.synthetic_size * row * 4,
+            f"the synthetic buffers ({config.seeds} seeds x {config.synthetic_size:,} transitions)",
+            "lower --synthetic-size or --seeds",
+        )
     started = time.perf_counter()
     with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force, resumable=True) as work:
         return _train(config, work, resume, dataset, env, params, diffuser, guidance, on_chunk, started)
@@ -250,7 +261,7 @@ def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidan
     buffer = jax.tree.map(lambda v: jnp.zeros((config.seeds, size, *v.shape[1:]), jnp.float32), real)
     model = None
     if config.synthetic == "worldmodel":
-        model = train_world_model(config, real)
+        model = train_world_model(real, config.seed, config.model_updates)
     carry = {"agents": agents, "buffer": buffer}
     if model is not None:
         carry["model"] = model
@@ -372,21 +383,22 @@ def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidan
         "generate_seconds": generate_seconds,
         "wall_seconds": offset["wall_seconds"] + time.perf_counter() - started,
     }
+    checkpoint.save(run_dir / AGENTS_FILE, carry["agents"], {"update": config.updates, "seeds": config.seeds})
     rundir.write_json(run_dir / "summary.json", summary)
     plot_returns(frame, run_dir / "plots" / "return_curve.png", summary)
     return summary
 
 
-def train_world_model(config: OfflineRunConfig, real):
-    """The world-model ensemble (`rl.world_model`, its defaults) fitted to the real transitions: `model_updates`
-    updates from ``PRNGKey(seed)``-derived keys (deterministic, so a resumed run refits the same model)."""
+def train_world_model(real, seed: int, updates: int):
+    """The world-model ensemble (`rl.world_model`, its defaults) fitted to the real transitions: `updates` updates
+    from ``PRNGKey(seed)``-derived keys (deterministic, so a resumed run refits the same model)."""
     import jax
 
     from agentlab.rl import world_model as wm
 
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7_919)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 7_919)
     state = wm.init(key, wm.WorldModelConfig(), real)
-    fit = jax.jit(lambda s, k: wm.fit(k, s, real, config.model_updates)[0])
+    fit = jax.jit(lambda s, k: wm.fit(k, s, real, updates)[0])
     return fit(state, jax.random.fold_in(key, 1))
 
 
@@ -421,7 +433,7 @@ def world_model_buffer(key, config, model, agent, state, real, env, params, meas
     count = -(-config.synthetic_size // config.horizon)
     starts = real.obs[jax.random.randint(key, (count,), 0, real.obs.shape[0])]
 
-    flat = _rollout_function(agent, config.horizon)(jax.random.fold_in(key, 1), model, starts, state)
+    flat = rollout_function(agent, config.horizon)(jax.random.fold_in(key, 1), model, starts, state)
     about = {}
     if measure:  # rows are time-major: (horizon * count) -> per rollout (count, horizon)
         per = jax.tree.map(lambda v: jnp.swapaxes(v.reshape(config.horizon, count, *v.shape[1:]), 0, 1), flat)
@@ -431,7 +443,7 @@ def world_model_buffer(key, config, model, agent, state, real, env, params, meas
 
 
 @functools.cache
-def _rollout_function(agent, horizon: int):
+def rollout_function(agent, horizon: int):
     """One compiled world-model rollout per algorithm and horizon: ``(key, model, start_obs, agent_state)``."""
     import jax
 

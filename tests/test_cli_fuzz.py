@@ -231,6 +231,24 @@ def _build_template(root: Path) -> None:
     shutil.copytree(ws / "gemsdata", ws / "baddata")
     pl.read_parquet(ws / "baddata" / "data.parquet").drop("action").write_parquet(ws / "baddata" / "data.parquet")
 
+    # datasets and a trained denoiser for train pgd and train offline (pendulum episodes of 20 rows; a copy with a
+    # NaN observation; a copy of the run without its model, i.e. unfinished)
+    collect.collect(
+        collect.CollectConfig(env="pendulum", env_options=(("max_steps", 20),), policy="random", episodes=2),
+        ws / "pendata",
+    )
+    shutil.copytree(ws / "pendata", ws / "pennan")
+    frame = pl.read_parquet(ws / "pennan" / "data.parquet")
+    obs = frame["obs"].to_list()
+    obs[3][1] = float("nan")
+    frame.with_columns(pl.Series("obs", obs, dtype=frame.schema["obs"])).write_parquet(ws / "pennan" / "data.parquet")
+    pgd = ["train", "pgd", "--data", str(ws / "pendata"), "--window", "8", "--channels", "8", "--updates", "2"]
+    pgd += ["--batch-size", "2", "--eval-windows", "1", "--sample-steps", "2", "--out", str(ws / "pgdrun"), "--quiet"]
+    trained = run_cli(pgd, limit=600)
+    assert trained.code == 0, (trained.code, trained.stderr, trained.detail)
+    shutil.copytree(ws / "pgdrun", ws / "pgd_nomodel")
+    (ws / "pgd_nomodel" / "model.npz").unlink()
+
     # render outputs that exist
     (ws / "clip.gif").write_bytes(b"GIF89a not really")
     (ws / "frame.png").write_bytes(b"\x89PNG not really")
@@ -287,6 +305,8 @@ def _skip_expensive_work(patch: pytest.MonkeyPatch) -> None:
         "agentlab.synergy.sweep.run_units": _computes,
         "agentlab.rl.mamql_tabular_training.run": _computes,
         "agentlab.studies.mamql.collect_data": _computes,
+        "agentlab.rl.offline_training.regenerate": _computes,
+        "agentlab.rl.offline_training.train_world_model": _computes,
     }
     for target, stub in targets.items():
         try:
@@ -561,6 +581,46 @@ OPTIONS = {
         "--eval-every": numbers("1"),
         "--config": (one_of("empty.toml"), CONFIG_FILES),
     },
+    "train pgd": {
+        **COMMON,
+        "--data": (one_of("pendata"), paths("pennan gemsdata baddata notrun ppo emptydir pgdrun")),
+        "--env": (one_of("pendulum"), st.one_of(one_of("maze2d", "gems", "", "Pendulum"), free_text)),
+        "--window": numbers("8", "16"),
+        "--stride": numbers("1", "8"),
+        "--updates": numbers("1", "2"),
+        "--batch-size": numbers("2"),
+        "--channels": (one_of("8", "8,8"), CSV_LIST),
+        "--lr": numbers("0.001"),
+        "--sample-steps": numbers("2"),
+        "--guidance": numbers("0", "1.5"),
+        "--target": (one_of("pgdrun"), paths("pendata notrun ppo emptydir pgd_nomodel")),  # refused: not an offline run
+        "--eval-windows": numbers("1", "2"),
+        "--config": (one_of("empty.toml"), CONFIG_FILES),
+    },
+    "train offline": {
+        **COMMON,
+        "--data": (one_of("pendata"), paths("pennan gemsdata baddata notrun ppo emptydir pgdrun")),
+        "--env": (one_of("pendulum"), st.one_of(one_of("maze2d", "gems", "", "Pendulum"), free_text)),
+        "--algo": (one_of("td3bc", "iql"), st.one_of(one_of("nope", "", "TD3BC"), free_text)),
+        "--synthetic": (
+            one_of("none", "worldmodel", "pgd", "unguided"),
+            st.one_of(one_of("nope", "", "PGD"), free_text),
+        ),
+        "--diffusion": (one_of("pgdrun"), paths("pgd_nomodel pendata notrun ppo emptydir gemsdata")),
+        "--guidance": numbers("0", "0.5"),
+        "--seeds": numbers("1", "2"),
+        "--updates": numbers("2", "4"),
+        "--regenerations": numbers("1", "2"),
+        "--synthetic-size": numbers("4", "8"),
+        "--sample-steps": numbers("2"),
+        "--batch-size": numbers("4", "8"),
+        "--real-per-batch": numbers("1", "2"),
+        "--horizon": numbers("1", "2"),
+        "--hidden": (one_of("4", "4,4"), CSV_LIST),
+        "--model-updates": numbers("1"),
+        "--eval-episodes": numbers("1"),
+        "--config": (one_of("empty.toml"), CONFIG_FILES),
+    },
     "sweep mamql": {
         **COMMON,
         "--env": (one_of("gems"), st.one_of(one_of("breakout", ""), free_text)),
@@ -690,6 +750,8 @@ ALWAYS = {  # valid values of these keep a valid invocation small (the defaults 
     "data collect": ("--steps",),
     "train mamql": ("--data", "--updates", "--hidden", "--conv-channels", "--conv-kernels", "--eval-episodes"),
     "sweep mamql": ("--env-option", "--expert-steps", "--seeds", "--updates", "--algos"),
+    "train pgd": ("--data", "--window", "--updates", "--channels", "--batch-size", "--eval-windows", "--sample-steps"),
+    "train offline": ("--data", "--updates", "--hidden", "--synthetic-size", "--model-updates", "--eval-episodes"),
 }  # a valid render runs for real: a few steps, not the default 100
 
 
@@ -837,6 +899,30 @@ EXPLICIT = {
         ["--data", "gemsdata", "--updates", HUGE, "--out", "new"],
         ["--data", NON_UTF8, "--out", "new"],
     ],
+    "train pgd": [
+        ["--data", "pendata", "--env", "maze2d", "--out", "new"],
+        ["--data", "gemsdata", "--out", "new"],
+        ["--data", "pennan", "--window", "8", "--out", "new"],
+        ["--data", "pendata", "--window", "64", "--out", "new"],
+        ["--data", "pendata", "--window", "30", "--channels", "8,8,8", "--out", "new"],
+        ["--data", "pendata", "--window", "8", "--target", "pgdrun", "--out", "new"],
+        ["--data", "pendata", "--updates", HUGE, "--out", "new"],
+        ["--data", "pendata", "--eval-windows", HUGE, "--out", "new"],
+        ["--data", NON_UTF8, "--out", "new"],
+    ],
+    "train offline": [
+        ["--data", "pendata", "--synthetic", "pgd", "--out", "new"],
+        ["--data", "pendata", "--synthetic", "pgd", "--diffusion", "pgd_nomodel", "--out", "new"],
+        ["--data", "pendata", "--synthetic", "unguided", "--diffusion", "notrun", "--out", "new"],
+        ["--data", "pendata", "--synthetic", "unguided", "--diffusion", "pendata", "--out", "new"],
+        ["--data", "pendata", "--synthetic", "worldmodel", "--real-per-batch", "256", "--out", "new"],
+        ["--data", "pendata", "--algo", "nope", "--out", "new"],
+        ["--data", "pendata", "--env", "maze2d", "--out", "new"],
+        ["--data", "gemsdata", "--out", "new"],
+        ["--data", "pennan", "--out", "new"],
+        ["--data", "pendata", "--seeds", HUGE, "--out", "new"],
+        ["--data", "pendata", "--updates", "1", "--regenerations", "2", "--out", "new"],
+    ],
     "sweep mamql": [
         ["--env-option", "layout=tabular,size=3", "--seeds", HUGE, "--out", "new"],
         ["--env-option", "layout=tabular,size=3", "--expert-steps", "0", "--out", "new"],
@@ -853,6 +939,8 @@ EXAMPLES = {
     "data collect": 12,
     "train mamql": 12,
     "sweep mamql": 10,
+    "train pgd": 12,
+    "train offline": 12,
 }
 
 
@@ -866,6 +954,25 @@ def test_generated_invocations_exit_0_or_2_in_one_line_and_leave_nothing_on_bad_
     for argv in EXPLICIT[command]:
         fuzz = example(argv=[*command.split(), *argv], contents=b"")(fuzz)
     fuzz()
+
+
+# Invocations that once broke the contract (fixed; kept as regression checks).
+FIXED_BUGS = [
+    pytest.param(
+        ["train", "pgd", "--data", "pendata", "--window", "8", "--channels", "12", "--out", "new"],
+        id="train-pgd-channels-12",  # GroupNorm groups must divide --channels: refused before --out is staged
+    ),
+    pytest.param(
+        ["train", "offline", "--data", "pendata", "--synthetic", "worldmodel", "--synthetic-size", "100000000"]
+        + ["--seeds", "256", "--out", "new"],
+        id="train-offline-synthetic-buffer-300GB",  # the synthetic buffers are checked against memory first
+    ),
+]
+
+
+@pytest.mark.parametrize("argv", FIXED_BUGS)
+def test_fixed_bugs_pgd_offline(argv, workspaces):
+    check_invocation(workspaces, argv)
 
 
 # -- --out that must never be replaced ---------------------------------------------------------------------------
@@ -884,6 +991,8 @@ BASES = {  # valid but for --out
     "data collect": ["data", "collect", "--env", "gems", "--steps", "5"],
     "train mamql": ["train", "mamql", "--data", "gemsdata", "--tabular", "--updates", "1"],
     "sweep mamql": ["sweep", "mamql", "--env-option", "layout=tabular,size=3", "--seeds", "1", "--expert-steps", "10"],
+    "train pgd": ["train", "pgd", "--data", "pendata", "--window", "8", "--channels", "8", "--updates", "1"],
+    "train offline": ["train", "offline", "--data", "pendata", "--updates", "1", "--regenerations", "1"],
 }
 REFUSED_OUT = {
     "not-a-run-forced": ["--out", "notrun", "--force"],
