@@ -22,26 +22,29 @@ level, ReLU), so the parameter counts of both are reported (``params``).
 What is timed (batch ``--batch-size`` windows of ``--length`` rows of ``obs_dim + act_dim + 2`` columns, standard
 normal data; window 32, batch 256 and maze2d's 4 + 2 columns by default):
 
-- ``agentlab-train``: ``--steps`` updates of `make_update` (EDM loss, gradients, clipped Adam, EMA) as one compiled
-  ``lax.scan`` over pre-made batches;
+- ``agentlab-train``: ``--steps`` updates of `make_update` (EDM loss, gradients, clipped Adam, EMA), one compiled
+  update per call, as `agentlab train pgd` runs them (rl/pgd_training.py: XLA's CPU backend runs convolution
+  gradients much slower inside a loop body); ``agentlab-train-scan``: the same updates as one compiled ``lax.scan``;
 - ``agentlab-sample``: `sample_windows` of ``--windows`` windows (one chunk), unguided, ``--sampler-steps`` steps of
   the stochastic Heun sampler (``2 N - 1`` denoiser calls);
 - ``peer-train`` (with ``--pgd-repo``): their ``train_diffusion.py`` loop body ``_batch_train_step`` (their
   ``diffusion/edm.py::train_step``, made by ``diffusion.diffusion.make_train_step``, then their ``util.jax.ema_update``)
   as one jitted ``lax.scan`` over the same number of pre-made batches, as their ``make_train`` scans over an
-  epoch's batches (their per-epoch shuffle and validation step are left out). Their model and Adam state come from
-  their ``create_denoiser_train_state`` and their hyperparameters from their ``parse_diffusion_args`` (only the
-  sizes are given);
+  epoch's batches (their per-epoch shuffle and validation step are left out); ``peer-train-step``: the same loop
+  body jitted alone and called once per step from Python (not how their code runs; for the like-for-like ratio).
+  Their model and Adam state come from their ``create_denoiser_train_state`` and their hyperparameters from their
+  ``parse_diffusion_args`` (only the sizes are given);
 - ``peer-sample`` (with ``--pgd-repo``): their ``make_sample_fn`` (``edm.sample_trajectory``: one window per call,
   unguided, ``2 N`` denoiser calls, the last masked) vmapped over ``--windows`` keys and jitted with the state bound
   by ``functools.partial``, as their ``diffusion/rollout_generator.py`` does.
 
 Timing: compile is timed apart (``jit(...).lower(...).compile()``; for `sample_windows`, which compiles inside its
 first call, the first call's time less a steady call's). Every result is blocked on. The peer runs in a separate
-process, timed inside that process by ``time.perf_counter``. Rounds are interleaved (agentlab-train,
-agentlab-sample, peer-train, peer-sample, then again), so that a machine that speeds up or slows down affects all
-alike; the summary has the median and range over ``--rounds`` rounds of training steps/s and sampled windows/s and
-the ratios of agentlab's medians to the peer's.
+process, timed inside that process by ``time.perf_counter``. Rounds are interleaved (the learners in `LEARNERS`
+order, then again), so that a machine that speeds up or slows down affects all alike; the summary has the median
+and range over ``--rounds`` rounds of training steps/s and sampled windows/s and the ratios of agentlab's medians
+to the peer's: ``train`` and ``sample`` (each side as its own code runs), and ``train_both_per_step`` and
+``train_both_scan`` (both sides stepped the same way).
 """
 
 from __future__ import annotations
@@ -60,9 +63,14 @@ from typing import Any
 from agentlab import limits
 from agentlab.errors import UsageError
 
-LEARNERS = ("agentlab-train", "agentlab-sample", "peer-train", "peer-sample")
+LEARNERS = ("agentlab-train", "agentlab-train-scan", "agentlab-sample", "peer-train", "peer-train-step", "peer-sample")
 PEER_FILES = ("models/diffusion.py", "diffusion/edm.py", "diffusion/diffusion.py", "util/args.py", "util/jax.py")
-PAIRS = {"train": ("agentlab-train", "peer-train"), "sample": ("agentlab-sample", "peer-sample")}
+PAIRS = {  # ratio name: (agentlab's learner, the peer's); "train" and "sample" are each side as its own code runs
+    "train": ("agentlab-train", "peer-train"),
+    "sample": ("agentlab-sample", "peer-sample"),
+    "train_both_per_step": ("agentlab-train", "peer-train-step"),
+    "train_both_scan": ("agentlab-train-scan", "peer-train"),
+}
 
 BOUNDS = {
     "rounds": limits.Bound("--rounds", int, low=1, high=1000, unit="interleaved rounds"),
@@ -154,7 +162,7 @@ class PGDBench:
         return self
 
     def learners(self) -> tuple[str, ...]:
-        return LEARNERS if self.pgd_repo is not None else LEARNERS[:2]
+        return LEARNERS if self.pgd_repo is not None else LEARNERS[:3]
 
     def record(self) -> dict:
         record = dataclasses.asdict(self)
@@ -186,9 +194,10 @@ def synthetic_batches(bench: PGDBench, count: int) -> Any:
 
 
 def agentlab_timers(bench: PGDBench) -> tuple[dict[str, Callable[[], float]], dict]:
-    """``({"agentlab-train": seconds per step, "agentlab-sample": seconds per call}, info)``: the training chunk is
-    compiled here and run once to warm up, the sampler called twice (compile, then a steady call); each timer call
-    runs one chunk (or one sampler call), blocks on it and returns its seconds (per step for training)."""
+    """``({"agentlab-train" | "agentlab-train-scan": seconds per step, "agentlab-sample": seconds per call},
+    info)``: the compiled update and the compiled scan of ``steps`` updates are compiled here and run once to warm
+    up, the sampler called twice (compile, then a steady call); each timer call runs ``steps`` updates (one call
+    each, or one scan) or one sampler call, blocks on the result and returns its seconds (per step for training)."""
     import jax
     import jax.numpy as jnp
 
@@ -209,14 +218,26 @@ def agentlab_timers(bench: PGDBench) -> tuple[dict[str, Callable[[], float]], di
         return jax.lax.scan(lambda s, xs: update(s, *xs), state, (keys, batches))
 
     batches = jnp.asarray(synthetic_batches(bench, bench.steps))
+    batch_list = [batches[i] for i in range(bench.steps)]
+    stepper, step_compile = compile_only(compiler.jit(update), state, key, batch_list[0])
     compiled, train_compile = compile_only(compiler.jit(chunk), state, key, batches)
-    box = {"state": jax.block_until_ready(compiled(state, key, batches))[0], "round": 0}  # warm-up chunk
+    box = {"state": jax.block_until_ready(stepper(state, key, batch_list[0]))[0], "round": 0}  # warm-up step
+    box["scan_state"] = jax.block_until_ready(compiled(state, key, batches))[0]  # warm-up chunk
 
-    def train() -> float:
+    def train() -> float:  # as `agentlab train pgd` runs it (rl/pgd_training.py): one compiled update per call
         box["round"] += 1
-        round_key = jax.random.fold_in(key, box["round"])
+        keys = list(jax.random.split(jax.random.fold_in(key, box["round"]), bench.steps))
+        state = box["state"]
         tick = time.perf_counter()
-        box["state"] = jax.block_until_ready(compiled(box["state"], round_key, batches))[0]
+        for k, batch in zip(keys, batch_list, strict=True):
+            state, _ = stepper(state, k, batch)
+        box["state"] = jax.block_until_ready(state)
+        return (time.perf_counter() - tick) / bench.steps
+
+    def train_scan() -> float:  # the same updates as one compiled lax.scan
+        round_key = jax.random.fold_in(key, 10_000 + box["round"])
+        tick = time.perf_counter()
+        box["scan_state"] = jax.block_until_ready(compiled(box["scan_state"], round_key, batches))[0]
         return (time.perf_counter() - tick) / bench.steps
 
     apply_fn = dm.make_model(config).apply
@@ -252,12 +273,14 @@ def agentlab_timers(bench: PGDBench) -> tuple[dict[str, Callable[[], float]], di
         "params": count_params(state.params),
         "channels": list(config.channels),
         "kernel_size": config.kernel_size,
-        "train_compile_seconds": train_compile,
+        "train_compile_seconds": step_compile,
+        "train_scan_compile_seconds": train_compile,
         "sample_compile_seconds": max(first - steady, 0.0),
         "sample_first_call_seconds": first,
         "init_seconds": init_seconds,
     }
-    return {"agentlab-train": train, "agentlab-sample": sample_round}, info
+    timers = {"agentlab-train": train, "agentlab-train-scan": train_scan, "agentlab-sample": sample_round}
+    return timers, info
 
 
 # ------------------------------------------------------------------------------------------------- the peer
@@ -340,6 +363,24 @@ def run_train():
     jax.block_until_ready((box["state"], box["ema"], losses))
 
 
+def one_step(runner_state, batch):  # the same loop body, jitted alone and called once per step from Python
+    return train(runner_state[2], runner_state[0], runner_state[1], batch[None])
+
+
+batch_list = [batches[i] for i in range(K)]
+tick = time.perf_counter()
+step_compiled = jax.jit(one_step).lower((state, ema_state, rng), batch_list[0]).compile()
+step_compile = time.perf_counter() - tick
+step_box = {"runner": (state, ema_state, rng)}
+
+
+def run_train_step():
+    runner = step_box["runner"]
+    for batch in batch_list:
+        runner, losses = step_compiled(runner, batch)
+    step_box["runner"] = jax.block_until_ready(runner)
+
+
 stats = {name: {"mean": jnp.zeros(size), "std": jnp.ones(size)}
          for name, size in (("obs", obs_dim), ("action", act_dim), ("reward", 1), ("done", 1))}
 sample_fn = functools.partial(  # diffusion/rollout_generator.py: the state is bound, one window per call, vmapped
@@ -362,21 +403,23 @@ def run_sample():
 
 
 run_train()  # warm-up
+run_train_step()
 run_sample()
 reply({"ready": True, "stubbed": stubbed, "jax": jax.__version__, "jaxlib": jax.lib.__version__,
        "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__, "params": params,
        "widths": [spec["features"] * 2 ** i for i in range(spec["blocks"])],
-       "train_compile_seconds": train_compile, "sample_compile_seconds": sample_compile,
+       "train_compile_seconds": train_compile, "train_step_compile_seconds": step_compile,
+       "sample_compile_seconds": sample_compile,
        "init_seconds": init_seconds, "ema_update_every": args.ema_update_every, "batch_size_default": 32})
 for line in sys.stdin:
     request = json.loads(line)
     if request == "quit":
         break
-    run = run_train if request["mode"] == "train" else run_sample
+    run = {"train": run_train, "train-step": run_train_step, "sample": run_sample}[request["mode"]]
     tick = time.perf_counter()
     run()
     seconds = time.perf_counter() - tick
-    reply({"seconds": seconds / K if request["mode"] == "train" else seconds})
+    reply({"seconds": seconds if request["mode"] == "sample" else seconds / K})
 """
 
 
@@ -474,7 +517,7 @@ def summarise(seconds: Mapping[str, list[float]], bench: PGDBench) -> dict:
     ``sample``) and whether each is at least 2 (``goal_2x``)."""
     out: dict[str, Any] = {}
     for name, values in seconds.items():
-        if name.endswith("-train"):
+        if "-train" in name:
             steps = [1.0 / s for s in values]
             out[name] = {
                 "steps_per_second": spread(steps),
@@ -490,7 +533,7 @@ def summarise(seconds: Mapping[str, list[float]], bench: PGDBench) -> dict:
     ratios, goal = {}, {}
     for kind, (ours, theirs) in PAIRS.items():
         if ours in out and theirs in out:
-            unit = "steps_per_second" if kind == "train" else "windows_per_second"
+            unit = "windows_per_second" if kind == "sample" else "steps_per_second"
             ratios[kind] = out[ours][unit]["median"] / out[theirs][unit]["median"]
             goal[kind] = ratios[kind] >= 2.0
     out["ratios"] = ratios
@@ -512,6 +555,7 @@ def run(bench: PGDBench, on_round: Callable[[int, dict[str, float]], None] | Non
         if peer is not None:
             peer.__enter__()
             timers["peer-train"] = lambda: peer.time("train")
+            timers["peer-train-step"] = lambda: peer.time("train-step")
             timers["peer-sample"] = lambda: peer.time("sample")
         seconds: dict[str, list[float]] = {name: [] for name in timers}
         for r in range(bench.rounds):
@@ -527,12 +571,17 @@ def run(bench: PGDBench, on_round: Callable[[int, dict[str, float]], None] | Non
     summary = summarise(seconds, bench)
     compile_seconds = {
         "agentlab-train": info["train_compile_seconds"],
+        "agentlab-train-scan": info["train_scan_compile_seconds"],
         "agentlab-sample": info["sample_compile_seconds"],
     }
     params = {"agentlab": info["params"]}
     if peer is not None:
         compile_seconds.update(
-            {"peer-train": peer.info["train_compile_seconds"], "peer-sample": peer.info["sample_compile_seconds"]}
+            {
+                "peer-train": peer.info["train_compile_seconds"],
+                "peer-train-step": peer.info["train_step_compile_seconds"],
+                "peer-sample": peer.info["sample_compile_seconds"],
+            }
         )
         params["peer"] = peer.info["params"]
     summary.update(
@@ -572,9 +621,7 @@ def lines(summary: Mapping[str, Any]) -> list[str]:
     for name in LEARNERS:
         if name not in summary:
             continue
-        unit, label = (
-            ("steps_per_second", "steps/s") if name.endswith("-train") else ("windows_per_second", "windows/s")
-        )
+        unit, label = ("steps_per_second", "steps/s") if "-train" in name else ("windows_per_second", "windows/s")
         rate = summary[name][unit]
         out.append(f"{name}: {rate['median']:.3g} {label} (range {rate['min']:.3g}-{rate['max']:.3g})")
     if summary.get("ratios"):

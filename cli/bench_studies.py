@@ -494,7 +494,7 @@ def pgd(
 
         def on_round(r: int, seconds: dict[str, float]) -> None:
             for name, s in seconds.items():
-                train = name.endswith("-train")
+                train = "-train" in name
                 rows.append(
                     {
                         "learner": name,
@@ -507,9 +507,7 @@ def pgd(
             rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
             if not quiet:
                 text = ", ".join(
-                    f"{name} {1.0 / s:.3g} steps/s"
-                    if name.endswith("-train")
-                    else f"{name} {windows / s:.3g} windows/s"
+                    f"{name} {1.0 / s:.3g} steps/s" if "-train" in name else f"{name} {windows / s:.3g} windows/s"
                     for name, s in seconds.items()
                 )
                 typer.echo(f"round {r + 1}/{rounds}: {text}", err=True)

@@ -275,10 +275,13 @@ def pgd(
     ).validate()
     out = Path(out or default_out("sweep-pgd"))
     rundir.check_out(out, force=force)
+    inputs = study.load_inputs(config)  # checked before anything is shown or written
     total = len(config.guidance) + len(config.horizons)
     with progress_display(*counted_columns("[bold]sweep pgd[/bold]", "points"), quiet=quiet) as progress:
         task = progress.add_task("points", total=total)
-        summary = study.run(config, out, force=force, on_point=lambda done, _: progress.update(task, completed=done))
+        summary = study.run(
+            config, out, force=force, inputs=inputs, on_point=lambda done, _: progress.update(task, completed=done)
+        )
     if json:
         print_summary(summary)
     if not quiet:

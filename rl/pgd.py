@@ -13,7 +13,8 @@ simulator, a generated transition ``(s_t, a_t) -> s_{t+1}`` is checked against t
   the speed clipped to its limit; maze2d unchanged);
 - **invalid rate**: the share of generated transitions whose state or next state is not an observation of the
   kernel (maze2d: a position inside a wall or outside the maze); they are left out of the error;
-- **target log-likelihood**: the mean over generated rows of the target policy's ``log pi(a_t | s_t)``.
+- **target log-likelihood**: the mean over generated rows of the target policy's ``log pi(a_t | s_t)`` at the
+  generated (unprojected) state, the one a learner trains on.
 
 The same measures apply to a world model's rollouts (`measure_transitions`), so the paper's trade-off (dynamics
 error against target likelihood) is measured exactly for both generators.
@@ -84,7 +85,7 @@ def transition_measures(env, params, obs, action, next_obs, log_prob: LogProb | 
     error = jnp.where(valid, jnp.linalg.norm(s_next - true_next, axis=-1), jnp.nan)
     out = {"error": error.astype(jnp.float32), "valid": valid, "log_prob": None}
     if log_prob is not None:
-        out["log_prob"] = log_prob(s, jnp.clip(action, -1.0, 1.0)).astype(jnp.float32)
+        out["log_prob"] = log_prob(obs, jnp.clip(action, -1.0, 1.0)).astype(jnp.float32)  # the state as generated
     return out
 
 

@@ -85,10 +85,11 @@ def load_inputs(config: TradeoffConfig):
     return dataset, env, params, diffuser, target
 
 
-def run(config: TradeoffConfig, out: Path, *, force: bool = False, on_point=None) -> dict[str, Any]:
-    """Measure every point into the run directory `out`; return the summary. `on_point(done, total)` after each."""
+def run(config: TradeoffConfig, out: Path, *, force: bool = False, on_point=None, inputs=None) -> dict[str, Any]:
+    """Measure every point into the run directory `out`; return the summary. `on_point(done, total)` after each;
+    `inputs` are `load_inputs(config)` where the caller has checked them already."""
     config = config.validate()
-    dataset, env, params, diffuser, target = load_inputs(config)
+    dataset, env, params, diffuser, target = inputs if inputs is not None else load_inputs(config)
     with rundir.open_run(out, COMMAND, config.record(), force=force) as work:
         return _run(config, work, dataset, env, params, diffuser, target, on_point)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentlab.bench.pgd import LEARNERS, PEER_FILES, PGDBench, lines, summarise
+from agentlab.bench.pgd import PEER_FILES, PGDBench, lines, summarise
 from agentlab.cli.app import app
 from agentlab.errors import UsageError
 
@@ -36,15 +36,16 @@ def test_agentlab_side_through_the_cli_on_a_tiny_unet(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert "bench pgd" in json.dumps(config)
     train, sample = summary["agentlab-train"], summary["agentlab-sample"]
-    for spread in (train["steps_per_second"], train["windows_per_second"], train["seconds_per_step"]):
-        _positive(spread, 2)
+    for train in (summary["agentlab-train"], summary["agentlab-train-scan"]):
+        for spread in (train["steps_per_second"], train["windows_per_second"], train["seconds_per_step"]):
+            _positive(spread, 2)
     for spread in (sample["windows_per_second"], sample["calls_per_second"], sample["seconds_per_call"]):
         _positive(spread, 2)
     assert train["windows_per_second"]["median"] == pytest.approx(4 * train["steps_per_second"]["median"])
     assert sample["windows_per_second"]["median"] == pytest.approx(3 * sample["calls_per_second"]["median"])
     assert "peer-train" not in summary and summary["ratios"] == {} and summary["goal_2x"] == {}
     assert summary["peer"] is None and set(summary["params"]) == {"agentlab"} and summary["params"]["agentlab"] > 0
-    assert set(summary["compile_seconds"]) == {"agentlab-train", "agentlab-sample"}
+    assert set(summary["compile_seconds"]) == {"agentlab-train", "agentlab-train-scan", "agentlab-sample"}
     assert all(value >= 0 for value in summary["compile_seconds"].values())
     assert summary["compile_seconds"]["agentlab-train"] > 0
     assert summary["widths"] == [8, 16] and summary["dim"] == 5 and summary["rounds"] == 2
@@ -56,8 +57,10 @@ def test_summary_has_medians_ranges_and_ratios_of_medians():
     bench = PGDBench(batch_size=4, windows=10)
     seconds = {
         "agentlab-train": [0.5, 0.25, 1.0],  # 2, 4, 1 steps/s
+        "agentlab-train-scan": [2.0, 2.0, 2.0],  # 0.5 steps/s
         "agentlab-sample": [1.0, 2.0, 5.0],  # 10, 5, 2 windows/s
         "peer-train": [1.0, 1.0, 2.0],  # median 1 step/s
+        "peer-train-step": [0.25, 0.25, 0.25],  # 4 steps/s
         "peer-sample": [0.5, 0.5, 0.5],  # 20 windows/s
     }
     summary = summarise(seconds, bench)
@@ -66,10 +69,15 @@ def test_summary_has_medians_ranges_and_ratios_of_medians():
     assert summary["agentlab-train"]["windows_per_second"]["median"] == 8.0
     assert summary["agentlab-sample"]["windows_per_second"]["median"] == 5.0
     assert summary["peer-sample"]["calls_per_second"]["median"] == 2.0
-    assert summary["ratios"] == {"train": 2.0, "sample": 0.25}
-    assert summary["goal_2x"] == {"train": True, "sample": False}
+    assert summary["ratios"] == {"train": 2.0, "sample": 0.25, "train_both_per_step": 0.5, "train_both_scan": 0.5}
+    assert summary["goal_2x"] == {
+        "train": True,
+        "sample": False,
+        "train_both_per_step": False,
+        "train_both_scan": False,
+    }
     text = lines(summary)
-    assert len(text) == 5 and "train agentlab/peer 2.00x" in text[-1]
+    assert len(text) == 7 and "train agentlab/peer 2.00x" in text[-1]
 
 
 def _checkout(tmp_path: Path) -> Path:
@@ -80,7 +88,7 @@ def _checkout(tmp_path: Path) -> Path:
 
 
 def test_validate_checks_sizes_and_paths_before_anything_runs(tmp_path):
-    assert PGDBench().validate().learners() == LEARNERS[:2]
+    assert PGDBench().validate().learners() == ("agentlab-train", "agentlab-train-scan", "agentlab-sample")
     assert PGDBench().channels == (32, 64, 128) and PGDBench().dim == 8
     with pytest.raises(UsageError, match="no models/diffusion.py"):
         PGDBench(pgd_repo=tmp_path, peer_python=Path("python")).validate()

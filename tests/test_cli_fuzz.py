@@ -621,6 +621,16 @@ OPTIONS = {
         "--eval-episodes": numbers("1"),
         "--config": (one_of("empty.toml"), CONFIG_FILES),
     },
+    "sweep pgd": {
+        **COMMON,
+        "--diffusion": (one_of("pgdrun"), paths("pgd_nomodel pendata notrun ppo emptydir gemsdata")),
+        "--target": (one_of("pgdrun"), paths("pendata notrun ppo emptydir pgd_nomodel")),  # refused: not offline
+        "--guidance": (one_of("0", "0,1"), CSV_LIST),
+        "--horizons": (one_of("1", "1,2"), CSV_LIST),
+        "--windows": numbers("1", "2"),
+        "--sample-steps": numbers("2"),
+        "--model-updates": numbers("1"),
+    },
     "sweep mamql": {
         **COMMON,
         "--env": (one_of("gems"), st.one_of(one_of("breakout", ""), free_text)),
@@ -923,6 +933,13 @@ EXPLICIT = {
         ["--data", "pendata", "--seeds", HUGE, "--out", "new"],
         ["--data", "pendata", "--updates", "1", "--regenerations", "2", "--out", "new"],
     ],
+    "sweep pgd": [
+        ["--diffusion", "pgdrun", "--target", "pgdrun", "--out", "new"],
+        ["--diffusion", "pgd_nomodel", "--target", "pgdrun", "--out", "new"],
+        ["--diffusion", "pgdrun", "--target", "pgdrun", "--guidance", "-1", "--out", "new"],
+        ["--diffusion", "pgdrun", "--target", "pgdrun", "--guidance", "", "--horizons", "", "--out", "new"],
+        ["--target", "pgdrun", "--out", "new"],
+    ],
     "sweep mamql": [
         ["--env-option", "layout=tabular,size=3", "--seeds", HUGE, "--out", "new"],
         ["--env-option", "layout=tabular,size=3", "--expert-steps", "0", "--out", "new"],
@@ -941,6 +958,7 @@ EXAMPLES = {
     "sweep mamql": 10,
     "train pgd": 12,
     "train offline": 12,
+    "sweep pgd": 10,
 }
 
 

@@ -432,3 +432,63 @@ def test_offline_synthetic_buffer_too_large_for_memory_is_refused(root, tmp_path
     result = _cli(["train", "offline", *args, "--seeds", "256", "--model-updates", "1", "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not out.exists()
+
+
+# -- sweep pgd: the trade-off study ---------------------------------------------------------------------------------
+def test_matched_likelihood_pairs_each_world_model_point_with_the_nearest_pgd_point():
+    from agentlab.studies.pgd import matched_likelihood
+
+    rows = [
+        {"generator": "pgd", "guidance": 0.0, "horizon": None, "target_log_likelihood": -1.2, "dynamics_error": 0.1},
+        {"generator": "pgd", "guidance": 2.0, "horizon": None, "target_log_likelihood": -0.95, "dynamics_error": 0.3},
+        {
+            "generator": "worldmodel",
+            "guidance": None,
+            "horizon": 4,
+            "target_log_likelihood": -0.92,
+            "dynamics_error": 0.6,
+        },  # fmt: skip
+        {
+            "generator": "worldmodel",
+            "guidance": None,
+            "horizon": 1,
+            "target_log_likelihood": -1.1,
+            "dynamics_error": 0.05,
+        },  # fmt: skip
+    ]
+    matched = matched_likelihood(rows)
+    assert [m["horizon"] for m in matched] == [4, 1]
+    assert matched[0]["pgd_guidance"] == 2.0 and matched[0]["error_ratio"] == pytest.approx(0.5)
+    assert matched[1]["pgd_guidance"] == 0.0 and matched[1]["error_ratio"] == pytest.approx(2.0)
+
+
+def test_sweep_pgd_measures_both_generators_against_the_kernel(root, tmp_path):
+    """One point per guidance strength and horizon; a world model rolled out under the target's deterministic
+    policy has its maximal likelihood under Normal(mu, 1) (-0.5 ln 2 pi per action dimension), and every point's
+    transition count is what was asked."""
+    target, _ = _offline_run(root, "td3bc", "none")
+    out = tmp_path / "tradeoff"
+    args = ["sweep", "pgd", "--diffusion", str(_pgd_run(root)), "--target", str(target), "--guidance", "0,1"]
+    args += ["--horizons", "1,3", "--windows", "4", "--sample-steps", "4", "--model-updates", "5", "--out", str(out)]
+    result = _cli([*args, "--quiet", "--json"])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    summary = orjson.loads(result.stdout)
+    table = pl.read_parquet(out / "tradeoff.parquet")
+    assert table["generator"].to_list() == ["pgd", "pgd", "worldmodel", "worldmodel"]
+    assert table["transitions"].to_list() == [4 * 15, 4 * 15, 4 * 1, 4 * 3]
+    wm = table.filter(pl.col("generator") == "worldmodel")["target_log_likelihood"].to_numpy()
+    np.testing.assert_allclose(wm, -0.5 * np.log(2 * np.pi), atol=1e-5)
+    assert [m["horizon"] for m in summary["matched"]] == [1, 3]
+    assert (out / "plots" / "tradeoff.png").stat().st_size > 0
+
+
+def test_sweep_pgd_refuses_a_target_from_another_dataset(root, tmp_path):
+    other = _dataset(root, episodes=5)
+    config = offline_training.OfflineRunConfig(data=str(other), **OFFLINE_TINY)
+    target = Path(root) / "offline-other-data"
+    if not target.exists():
+        offline_training.train(config, target)
+    out = tmp_path / "tradeoff"
+    result = _cli(["sweep", "pgd", "--diffusion", str(_pgd_run(root)), "--target", str(target), "--out", str(out)])
+    assert result.exit_code == 2 and "compare them on one dataset" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
