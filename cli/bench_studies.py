@@ -548,6 +548,51 @@ def report(
 
 
 # The sub-commands of `agentlab bench` this module adds (cli/app.py registers them).
+# -- agentlab bench gymnasium ----------------------------------------------------------------------------------
+
+
+@handle_errors
+def gymnasium(
+    envs: Annotated[str, typer.Option("--envs", help="Comma-separated single-agent kernels.")] = "breakout,pendulum",
+    lanes: Annotated[int, typer.Option("--lanes", help="Parallel environments (vector lanes).")] = 1024,
+    steps: Annotated[int, typer.Option("--steps", help="Steps per timed round.")] = 200,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved timed rounds (medians reported).")] = 7,
+    out: Out = None,
+    force: Force = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """The Gymnasium vector adapter (agentlab.adapters.gymnasium.make_vec) beside the raw jitted, vmapped kernel
+    step at the same lanes, NumPy transfer included, compile excluded (bench/gymnasium.py): summary.json with
+    steps/s and the ratio adapter / raw per kernel."""
+    from agentlab import rundir
+    from agentlab.bench import gymnasium as bg
+    from agentlab.kernels.names import canonical_id
+
+    names = [canonical_id(n.strip()) for n in envs.split(",") if n.strip()]
+    if not names:
+        fail("--envs needs at least one kernel, e.g. breakout,pendulum")
+    lanes, steps, rounds = bg.LANES.check(lanes), bg.STEPS.check(steps), bg.ROUNDS.check(rounds)
+    from agentlab.adapters.gymnasium import make as make_env
+
+    for name in names:
+        make_env(name).close()  # an unknown or multi-agent kernel is refused before anything is written
+    out = Path(out or default_out("bench-gymnasium"))
+    rundir.check_out(out, force=force)
+    config = {"envs": names, "lanes": lanes, "steps": steps, "rounds": rounds}
+    with rundir.open_run(out, "bench gymnasium", config, force=force) as work:
+        results = []
+        for name in names:
+            results.append(bg.measure(name, lanes, steps, rounds))
+            if not quiet:
+                r = results[-1]
+                text = f"adapter {r['adapter_per_second']:,.0f}/s, raw step {r['raw_step_per_second']:,.0f}/s"
+                typer.echo(f"{name}: {text}, ratio {r['adapter_over_raw_step']:.2f}", err=True)
+        summary = {"results": results, "machine": rundir.versions()}
+        rundir.write_json(work / "summary.json", summary)
+    _finish(out, summary, json, quiet, f"bench gymnasium: {len(names)} kernels")
+
+
 COMMANDS = {
     "ppo": ppo,
     "grid": grid,
@@ -557,5 +602,6 @@ COMMANDS = {
     "synergy": synergy,
     "mamql": mamql,
     "pgd": pgd,
+    "gymnasium": gymnasium,
     "report": report,
 }

@@ -1,4 +1,4 @@
-"""The package's layers: agentlab (core) <- kernels <- rl <- studies (synergy) and bench <- cli.
+"""The package's layers: agentlab (core) <- kernels <- rl and adapters <- studies (synergy) and bench <- cli.
 
 Every import of an agentlab module, at the top of a file or inside a function, is read from the
 source (ast), so a lazy import cannot hide an import against the direction or a cycle.
@@ -17,6 +17,7 @@ PACKAGES = {
     "agentlab": ("agentlab", 0),
     "kernels": ("agentlab.kernels", 1),
     "rl": ("agentlab.rl", 2),
+    "adapters": ("agentlab.adapters", 2),
     "synergy": ("agentlab.synergy", 3),
     "bench": ("agentlab.bench", 3),
     "studies": ("agentlab.studies", 3),
