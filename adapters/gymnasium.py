@@ -141,7 +141,7 @@ def _build(name: str, options: dict[str, Any]) -> Compiled:
     if kernel.multi_agent:
         raise UsageError(
             f"{kernel.name} is a multi-agent kernel ({kernel.num_agents} agents): the Gymnasium adapter takes "
-            "single-agent kernels; use the PettingZoo adapter (agentlab.adapters.pettingzoo, coming in a later slice)"
+            "single-agent kernels; use the PettingZoo adapter (agentlab.adapters.pettingzoo.parallel_env)"
         )
     reset = functools.partial(_lane_reset, kernel)
     step = functools.partial(_lane_step, kernel)
