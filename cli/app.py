@@ -15,6 +15,7 @@ from agentlab.cli import (
     data,
     envs,
     render,
+    runs,
     simulate,
     simulate_grid,
     simulate_lemons,
@@ -78,6 +79,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(calibrate.app, name="calibrate")
 app.add_typer(data.app, name="data")
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:

@@ -111,6 +111,14 @@ def ppo(
     force: Force = False,
     json: Json = False,
     quiet: Quiet = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write the metrics as TensorBoard scalars under RUN/tensorboard/ (one folder per seed); "
+            "needs the tensorboard extra.",
+        ),
+    ] = False,
 ) -> None:
     """Train a policy (PPO) on a kernel: a run directory with config.json, metrics.parquet (one row per seed
     and update), summary.json, plots/learning_curve.png and checkpoints/ (npz, no pickle). --config takes
@@ -118,6 +126,10 @@ def ppo(
     from agentlab import rundir
     from agentlab.rl import training
 
+    if tensorboard:
+        from agentlab import tensorboard as agentlab_tensorboard
+
+        agentlab_tensorboard.require()
     flags = {
         "env": env,
         "env_option": list(env_option or []),
@@ -162,7 +174,9 @@ def ppo(
                 ret=info["episode_return"],
             )
 
-        summary = training.train(ppo_config, Path(out), resume=resume, force=force, on_chunk=on_chunk)
+        summary = training.train(
+            ppo_config, Path(out), resume=resume, force=force, on_chunk=on_chunk, tensorboard=tensorboard
+        )
     if json:
         print_json(summary)
     if not quiet:

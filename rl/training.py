@@ -7,6 +7,7 @@ state (parameters, optimiser, environments, keys), and both runs make the same c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import jax
 import numpy as np
 
 from agentlab import compiler, rundir
+from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError
 from agentlab.kernels.names import options_record
 from agentlab.rl import checkpoint
@@ -76,20 +78,39 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train `config.seeds` seeds side by side into the run directory `out`; return the summary.
 
     `on_chunk` receives ``{"step", "total_steps", "steps_per_second", "episode_return"}`` once when the run
     is loaded and checked (before compiling), then after every chunk (for a progress bar, which therefore
     never appears before an error in the input). Ctrl-C leaves the last completed chunk on disk.
+
+    `tensorboard` (or a resumed run that recorded it) also writes every metrics row as TensorBoard scalars
+    under ``out/tensorboard/`` (`agentlab.tensorboard`); it is recorded in config.json and changes nothing else.
     """
     config = dataclasses.replace(config, updates_per_chunk=chunk_size(config)).validate()
-    with rundir.open_run(out, "train ppo", config_record(config), resume=resume, force=force, resumable=True) as work:
-        return _train(config, work, resume, on_chunk)
+    record = config_record(config)
+    if resume and not tensorboard:
+        tensorboard = bool(((rundir.run_record(out) or {}).get("config") or {}).get("tensorboard"))
+    if tensorboard:
+        agentlab_tensorboard.require()
+        record["tensorboard"] = True
+    ignore = (*rundir.RESUME_IGNORES, "tensorboard")
+    with (
+        rundir.open_run(out, "train ppo", record, resume=resume, force=force, resumable=True, ignore=ignore) as work,
+        contextlib.ExitStack() as stack,
+    ):
+        board = stack.enter_context(agentlab_tensorboard.ScalarWriter(work / "tensorboard")) if tensorboard else None
+        return _train(config, work, resume, on_chunk, board=board)
 
 
 def _train(
-    config: PPOConfig, run_dir: Path, resume: bool, on_chunk: Callable[[dict[str, Any]], None] | None
+    config: PPOConfig,
+    run_dir: Path,
+    resume: bool,
+    on_chunk: Callable[[dict[str, Any]], None] | None,
+    board: agentlab_tensorboard.ScalarWriter | None = None,
 ) -> dict[str, Any]:
     import polars as pl
 
@@ -122,6 +143,7 @@ def _train(
     total_updates = config.num_updates  # whole chunks, at least the steps asked for
     run_seconds = 0.0
     update = int(np.asarray(state.update)[0])
+    written = 0  # rows handed to `board`
     while update < total_updates:
         tick = time.perf_counter()
         state, metrics = compiled(state)
@@ -149,6 +171,9 @@ def _train(
                 )
         update += config.updates_per_chunk
         rundir.write_parquet(metrics_path, pl.DataFrame(rows))
+        if board is not None:  # the rows not written yet: a resumed run's first chunk writes its committed rows too
+            board.write(rows[written:])
+            written = len(rows)
         meta = {
             "update": update,
             "step": update * config.batch_size,
