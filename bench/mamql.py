@@ -50,18 +50,17 @@ rounds and the ratios of medians.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentlab import limits
+from agentlab.bench.peer import PeerProcess, environment, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-offline", "agentlab-online", "peer-update", "peer-iteration")
@@ -392,31 +391,21 @@ for line in sys.stdin:
 """
 
 
-class Peer:
+class Peer(PeerProcess):
     """The authors' side in a child process of ``torch_python`` (a context manager): `time(mode)` runs
     ``peer_updates`` updates and returns seconds per update, measured in the child."""
 
+    label = "ma-mql"
+    driver = DRIVER
+    script_name = "ma_mql_driver.py"
+
     def __init__(self, bench: MAMQLBench):
+        super().__init__()
         self.bench = bench
-        self.process: subprocess.Popen | None = None
-        self.info: dict = {}
-        self._dir = tempfile.TemporaryDirectory(prefix="agentlab-mamql-peer-")
-        self._stderr = open(Path(self._dir.name) / "stderr.txt", "w+")  # noqa: SIM115 - closed in close()
 
     def __enter__(self) -> Peer:
         bench = self.bench
-        script = Path(self._dir.name) / "ma_mql_driver.py"
-        script.write_text(DRIVER)
-        env = {**os.environ, "OMP_NUM_THREADS": str(bench.threads), "MKL_NUM_THREADS": str(bench.threads)}
-        self.process = subprocess.Popen(
-            [str(bench.torch_python), str(script)],
-            cwd=str(bench.ma_mql),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-        )
+        env = environment(OMP_NUM_THREADS=str(bench.threads), MKL_NUM_THREADS=str(bench.threads))
         spec = {
             "checkout": str(Path(bench.ma_mql).resolve()),
             "threads": bench.threads,
@@ -426,52 +415,14 @@ class Peer:
             "expert_rows": min(bench.expert_rows, 20_000),
             "iteration": bench.peer_iteration,
         }
-        tick = time.perf_counter()
-        self.info = self._ask(spec)
-        self.info["setup_and_warm_up_seconds"] = time.perf_counter() - tick
+        self.start(bench.torch_python, bench.ma_mql, env, spec)
         return self
 
-    def _ask(self, request: Any) -> dict:
-        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            self.process.wait(timeout=60)
-            self._stderr.seek(0)
-            messages = [text for text in self._stderr.read().strip().splitlines() if text.strip()]
-            last = messages[-1] if messages else "no message"
-            raise RuntimeError(f"the ma-mql driver stopped (exit {self.process.returncode}): {last}")
-        return json.loads(line)
-
     def time(self, mode: str) -> float:
-        return float(self._ask({"mode": mode, "updates": self.bench.peer_updates})["seconds"])
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                assert self.process.stdin is not None
-                self.process.stdin.write(json.dumps("quit") + "\n")
-                self.process.stdin.close()
-                self.process.wait(timeout=60)
-            except (OSError, subprocess.SubprocessError):
-                self.process.kill()
-                self.process.wait()
-        self._stderr.close()
-        self._dir.cleanup()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return float(self.ask({"mode": mode, "updates": self.bench.peer_updates})["seconds"])
 
 
 # ------------------------------------------------------------------------------------------------- the run
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 def summarise(seconds: Mapping[str, list[float]], gflop: Mapping[str, float]) -> dict:

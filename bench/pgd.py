@@ -50,17 +50,15 @@ to the peer's: ``train`` and ``sample`` (each side as its own code runs), and ``
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentlab import limits
+from agentlab.bench.peer import PeerProcess, environment, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-train", "agentlab-train-scan", "agentlab-sample", "peer-train", "peer-train-step", "peer-sample")
@@ -423,33 +421,23 @@ for line in sys.stdin:
 """
 
 
-class Peer:
+class Peer(PeerProcess):
     """The authors' side in a child process of ``peer_python`` (a context manager): ``time("train")`` runs one
     compiled scan of ``steps`` steps and returns seconds per step; ``time("sample")`` one sampler call of
     ``windows`` windows and returns its seconds; both measured in the child."""
 
+    label = "policy-guided-diffusion"
+    driver = DRIVER
+    script_name = "pgd_driver.py"
+
     def __init__(self, bench: PGDBench):
+        super().__init__()
         self.bench = bench
-        self.process: subprocess.Popen | None = None
-        self.info: dict = {}
-        self._dir = tempfile.TemporaryDirectory(prefix="agentlab-pgd-peer-")
-        self._stderr = open(Path(self._dir.name) / "stderr.txt", "w+")  # noqa: SIM115 - closed in close()
 
     def __enter__(self) -> Peer:
         bench = self.bench
-        script = Path(self._dir.name) / "pgd_driver.py"
-        script.write_text(DRIVER)
-        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        env = environment(JAX_PLATFORMS="cpu")
         env.pop("PYTHONPATH", None)
-        self.process = subprocess.Popen(
-            [str(bench.peer_python), str(script)],
-            cwd=str(bench.pgd_repo),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-        )
         spec = {
             "checkout": str(Path(bench.pgd_repo).resolve()),
             "seed": bench.seed,
@@ -463,52 +451,14 @@ class Peer:
             "features": bench.features,
             "blocks": bench.blocks,
         }
-        tick = time.perf_counter()
-        self.info = self._ask(spec)
-        self.info["setup_and_warm_up_seconds"] = time.perf_counter() - tick
+        self.start(bench.peer_python, bench.pgd_repo, env, spec)
         return self
 
-    def _ask(self, request: Any) -> dict:
-        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            self.process.wait(timeout=60)
-            self._stderr.seek(0)
-            messages = [text for text in self._stderr.read().strip().splitlines() if text.strip()]
-            last = messages[-1] if messages else "no message"
-            raise RuntimeError(f"the policy-guided-diffusion driver stopped (exit {self.process.returncode}): {last}")
-        return json.loads(line)
-
     def time(self, mode: str) -> float:
-        return float(self._ask({"mode": mode})["seconds"])
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                assert self.process.stdin is not None
-                self.process.stdin.write(json.dumps("quit") + "\n")
-                self.process.stdin.close()
-                self.process.wait(timeout=60)
-            except (OSError, subprocess.SubprocessError):
-                self.process.kill()
-                self.process.wait()
-        self._stderr.close()
-        self._dir.cleanup()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return float(self.ask({"mode": mode})["seconds"])
 
 
 # ------------------------------------------------------------------------------------------------- the run
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 def summarise(seconds: Mapping[str, list[float]], bench: PGDBench) -> dict:
