@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from agentlab import limits
-from agentlab.bench.peer import PeerProcess, environment, spread
+from agentlab.bench.peer import PeerProcess, environment, git_head, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-offline", "agentlab-online", "peer-update", "peer-iteration")
@@ -494,20 +494,10 @@ def run(bench: MAMQLBench, on_round: Callable[[int, dict[str, float]], None] | N
         compile_seconds={name: infos[name]["compile_seconds"] for name in infos},
         init_seconds={name: infos[name]["init_seconds"] for name in infos},
         forward_mflop_per_observation=forward,
-        peer=None if peer is None else {**peer.info, "checkout": str(bench.ma_mql), "commit": _git_head(bench.ma_mql)},
+        peer=None if peer is None else {**peer.info, "checkout": str(bench.ma_mql), "commit": git_head(bench.ma_mql)},
         machine=machine(),
     )
     return summary
-
-
-def _git_head(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def lines(summary: Mapping[str, Any]) -> list[str]:

@@ -93,3 +93,14 @@ def spread(values: list[float]) -> dict:
 def environment(**extra: str) -> dict[str, str]:
     """This process's environment with `extra` set (the peer's thread counts or JAX platform)."""
     return {**os.environ, **extra}
+
+
+def git_head(path: Path | None) -> str | None:
+    """The commit checked out at `path` (the peer's checkout), or None where it is not a git work tree."""
+    if path is None:
+        return None
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from agentlab import limits
-from agentlab.bench.peer import PeerProcess, environment, spread
+from agentlab.bench.peer import PeerProcess, environment, git_head, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-train", "agentlab-train-scan", "agentlab-sample", "peer-train", "peer-train-step", "peer-sample")
@@ -549,20 +549,10 @@ def run(bench: PGDBench, on_round: Callable[[int, dict[str, float]], None] | Non
         agentlab=info,
         peer=None
         if peer is None
-        else {**peer.info, "checkout": str(bench.pgd_repo), "commit": _git_head(bench.pgd_repo)},
+        else {**peer.info, "checkout": str(bench.pgd_repo), "commit": git_head(bench.pgd_repo)},
         machine=machine(),
     )
     return summary
-
-
-def _git_head(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def lines(summary: Mapping[str, Any]) -> list[str]:
