@@ -34,7 +34,7 @@ JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON
 MAX_NAME_BYTES = 200  # --out's last component: room for the staging prefix within the usual 255-byte limit
 STAGING = ".agentlab-staging-"  # .<name>.agentlab-staging-<pid>-<random>: a new run being built beside --out
 TRASH = ".agentlab-replaced-"  # .<name>.agentlab-replaced-<pid>-<random>: the old run, removed after the swap
-RESUME_IGNORES = ("resume", "force", "json", "quiet")
+RESUME_IGNORES = ("resume", "force", "json", "quiet", "tensorboard")  # options that change no number
 
 
 def _current_umask() -> int:

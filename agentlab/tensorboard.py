@@ -1,6 +1,7 @@
 """TensorBoard event files beside ``metrics.parquet`` (the optional ``tensorboard`` extra, tensorboardX).
 
-A driver that writes metrics rows hands each new batch of rows to a `ScalarWriter` too: every numeric
+A driver that writes metrics rows hands each new batch of rows to a `ScalarWriter` too (or, having just rewritten
+``metrics.parquet``, calls `MetricsMirror.sync`, which hands it the rows added since the last sync): every numeric
 column becomes a scalar tag, the row's ``step`` its global step, one event folder per seed
 (``RUN/tensorboard/seed-<seed>/``), so TensorBoard shows each seed as a run. The writer opens its files
 lazily, at the first rows, and then replaces the folder's old events: a resumed run's first batch holds
@@ -9,8 +10,9 @@ every committed row again, so the events always hold exactly the rows of ``metri
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,18 @@ from agentlab.errors import UsageError
 
 FOLDER = "tensorboard"
 INSTALL = "pip install 'agentlab[tensorboard]'"
+
+
+def requested(tensorboard: bool, out: Path, resume: bool) -> bool:
+    """Whether a run writes events: `tensorboard` asked for, or a resumed run whose config.json recorded it
+    (a driver then records ``"tensorboard": true`` itself). Checks the extra is installed when it does."""
+    if resume and not tensorboard:
+        from agentlab import rundir
+
+        tensorboard = bool(((rundir.run_record(Path(out)) or {}).get("config") or {}).get("tensorboard"))
+    if tensorboard:
+        require()
+    return bool(tensorboard)
 
 
 def require() -> None:
@@ -80,6 +94,66 @@ class ScalarWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MetricsMirror:
+    """``RUN/metrics.parquet`` mirrored into TensorBoard events under ``RUN/tensorboard/``.
+
+    A driver calls `sync` each time it has rewritten ``metrics.parquet``: the rows added since the last sync go
+    to a `ScalarWriter` (`step` names the column of the global step: ``update`` for the offline learners,
+    ``session`` for Q-learning; `group`, one event folder per seed). The first sync of a resumed run hands over
+    every committed row (the `ScalarWriter` starts its folder over), so the events hold exactly the file's rows.
+    With ``enabled=False`` every call does nothing, so a driver needs no branch.
+    """
+
+    def __init__(self, run_dir: Path, *, step: str = "update", group: str = "seed", enabled: bool = True):
+        self.path = Path(run_dir) / "metrics.parquet"
+        self.writer = ScalarWriter(Path(run_dir) / FOLDER, step=step, group=group) if enabled else None
+        self.synced = 0
+
+    def sync(self) -> None:
+        if self.writer is None or not self.path.exists():
+            return
+        import polars as pl
+
+        frame = pl.read_parquet(self.path)
+        self.writer.write(frame.slice(self.synced).to_dicts())
+        self.synced = frame.height
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> MetricsMirror:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def open_run(
+    out: Path,
+    command: str,
+    record: dict,
+    *,
+    tensorboard: bool,
+    step: str = "update",
+    resume: bool = False,
+    **options: Any,
+) -> Iterator[tuple[Path, MetricsMirror]]:
+    """`agentlab.rundir.open_run` with the run's `MetricsMirror` beside it: yields ``(work, mirror)``. The mirror
+    writes (and config.json records ``"tensorboard": true``) when `tensorboard` is asked for or a resumed run
+    recorded it (`requested`); otherwise it does nothing. `options` go to `rundir.open_run`."""
+    from agentlab import rundir
+
+    board = requested(tensorboard, out, resume)
+    record = {**record, **({"tensorboard": True} if board else {})}
+    with (
+        rundir.open_run(out, command, record, resume=resume, **options) as work,
+        MetricsMirror(work, step=step, enabled=board) as mirror,
+    ):
+        yield work, mirror
 
 
 def read_scalars(folder: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:

@@ -29,8 +29,34 @@ from agentlab.cli import (
 from agentlab.cli import eval as eval_command
 from agentlab.cli.common import one_line
 
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The root command group: a usage error (an unknown command or option, a value of the wrong type, a value
+    outside an option's choices) is one line on stderr and exit code 2 instead of Click's multi-line usage block;
+    Ctrl-C is exit code 130. Being the group's `main`, this holds for the console script and for
+    `typer.testing.CliRunner` alike."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as error:  # noqa: BLE001 - Click's exception classes live in a private module
+            if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown already
+                sys.exit(0)
+            if getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
+                command = error.ctx.command_path if getattr(error, "ctx", None) else "agentlab"
+                typer.echo(f"error: {one_line(error.format_message())} (see `{command} --help`)", err=True)
+                sys.exit(2)
+            if type(error).__name__ == "Abort":
+                sys.exit(130)
+            raise
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="agentlab",
+    cls=OneLineErrors,
     help="Fast, reproducible stochastic environments and learners for studying agent-environment misalignment.\n\n"
     "Stdout carries only JSON (with --json); tables, progress and messages go to stderr. Exit codes: 0 success, "
     "1 failure while computing, 2 bad input, 130 interrupted. Set AGENTLAB_DEBUG=1 for tracebacks.",
@@ -83,21 +109,8 @@ app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:
-    """The console script: like ``app()``, but a usage error (an unknown command or option, a value of
-    the wrong type) is one line on stderr and exit code 2 instead of Click's multi-line usage block."""
-    try:
-        code = app(standalone_mode=False)
-    except Exception as error:  # noqa: BLE001 - Click's exception classes live in a private module
-        if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown already
-            sys.exit(0)
-        if getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
-            command = error.ctx.command_path if getattr(error, "ctx", None) else "agentlab"
-            typer.echo(f"error: {one_line(error.format_message())} (see `{command} --help`)", err=True)
-            sys.exit(2)
-        if type(error).__name__ == "Abort":
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
+    """The console script: ``app()`` (usage errors are one line and exit 2: `OneLineErrors`)."""
+    app()
 
 
 if __name__ == "__main__":  # python -m agentlab.cli.app

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import os
 import sys
 import tomllib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,14 @@ Force = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print summary.json on stdout (human text goes to stderr).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables on stderr.")]
+Tensorboard = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard",
+        help="Also write the metrics as TensorBoard scalars under RUN/tensorboard/ (one folder per seed); needs the "
+        "tensorboard extra. A resumed run that had it keeps it.",
+    ),
+]
 Config = Annotated[
     Path | None,
     typer.Option("--config", help="A TOML file with option values (flag names in snake_case); flags given win."),
@@ -159,8 +168,10 @@ def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, A
     where the run goes or how it is shown: ``--config``, ``--out``, ``--resume``, ``--force``, ``--json``,
     ``--quiet``, nor the Typer context); an unknown key or a value of
     the wrong type (a TOML boolean is not a number, a number not a boolean) is bad input. Returns the
-    updated `values`; the caller checks the values' ranges as it checks flags.
+    updated `values` with every `choice` option as its plain string; the caller (the library's config) checks
+    the values' ranges and a file's choices as it checks flags.
     """
+    values = {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
     if path is None:
         return values
     data = load_toml(path)
@@ -187,6 +198,27 @@ def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, A
         if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             values[key] = value
     return values
+
+
+def choice(name: str, values: Sequence[str]) -> type[enum.Enum]:
+    """A string Enum of `values` for an option with fixed choices (``Annotated[choice("Algo", ALGOS), Option]``):
+    ``--help`` lists them, a value outside them is one line and exit 2 before anything runs, and
+    `apply_config_file` hands the command the plain string. The lists come from JAX-free modules
+    (`agentlab.rl.names`, `agentlab.kernels.names`) that the library validates against too."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+def checked_out(out: Path | None, name: str, *, record: dict, resume: bool, force: bool, ignore=None) -> Path:
+    """The run directory a command writes (`out`, or ``runs/NAME-STAMP``), checked before anything is computed
+    or shown (`rundir.check_out`: the --resume / --force rules) and, resuming, its recorded config equal to
+    `record` (keys in `ignore` aside, default `rundir.RESUME_IGNORES`)."""
+    from agentlab import rundir
+
+    out = Path(out or default_out(name))
+    rundir.check_out(out, resume=resume, force=force)
+    if resume:
+        rundir.check_resume_config(out, record, *(() if ignore is None else (ignore,)))
+    return out
 
 
 def print_json(obj: Any) -> None:
@@ -272,6 +304,35 @@ def counted_columns(title: str, unit: str, *extra: Any) -> tuple:
 
     return (TextColumn(title), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} " + unit), *extra,
             TimeElapsedColumn())  # fmt: skip
+
+
+def run_with_progress(
+    train: Any,
+    *,
+    title: str,
+    unit: str,
+    total: int,
+    quiet: bool,
+    done: str = "update",
+    of: str = "total",
+    figure: tuple[str, str, str] | None = None,
+) -> Any:
+    """``train(on_chunk)`` under a counted progress bar that appears at the driver's first callback (so an error in
+    the input is the only line on stderr); returns what `train` returns. Every train command's driver reports
+    ``info[done]`` of ``info[of]`` `unit` to its callback; `figure` ``(label, key, format)`` shows ``info[key]``
+    beside the bar (e.g. ``("loss", "loss", ".4f")``)."""
+    from rich.progress import TextColumn
+
+    extra = (TextColumn(f"{figure[0]} {{task.fields[figure]:{figure[2]}}}"),) if figure else ()
+    with deferred_progress(*counted_columns(title, unit, *extra), quiet=quiet) as progress:
+        task = progress.add_task("run", total=total, figure=float("nan"))
+
+        def on_chunk(info: dict) -> None:
+            progress.start()
+            shown = {"figure": info[figure[1]]} if figure else {}
+            progress.update(task, completed=info[done], total=info.get(of, total), **shown)
+
+        return train(on_chunk)
 
 
 def progress_display(*columns: Any, quiet: bool, transient: bool = False):

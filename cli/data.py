@@ -6,7 +6,6 @@ The driver (policies, chunks, resume, summary) is `agentlab.rl.collect.collect`;
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,8 +18,8 @@ from agentlab.cli.common import (
     Quiet,
     Resume,
     Seed,
+    checked_out,
     counted_columns,
-    default_out,
     deferred_progress,
     handle_errors,
     print_json,
@@ -73,7 +72,6 @@ def collect(
 
     Example (continuous): agentlab data collect --env maze2d --env-option layout=umaze --policy planner
     --steps 100000 --out runs/maze-umaze"""
-    from agentlab import rundir
     from agentlab.kernels.names import options_record, parse_env_options
     from agentlab.rl import collect as driver
 
@@ -87,10 +85,7 @@ def collect(
         temperature=temperature,
         gamma=gamma,
     ).validate()
-    out = Path(out or default_out(f"data-{config.env}"))
-    rundir.check_out(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, config.record())
+    out = checked_out(out, f"data-{config.env}", record=config.record(), resume=resume, force=force)
     columns = counted_columns(f"[bold]collect[/bold] {config.env}", "{task.fields[unit]}")
     with deferred_progress(*columns, quiet=quiet) as progress:
         task = progress.add_task("collect", total=config.episodes or config.steps, unit="")

@@ -20,15 +20,17 @@ from agentlab.cli.common import (
     Quiet,
     Resume,
     Seed,
+    Tensorboard,
     apply_config_file,
-    counted_columns,
-    default_out,
-    deferred_progress,
+    checked_out,
+    choice,
     fail,
     handle_errors,
     parse_int_list,
     print_json,
+    run_with_progress,
 )
+from agentlab.rl import names
 
 
 @handle_errors
@@ -44,7 +46,7 @@ def mamql(
         int | None, typer.Option("--expert-steps", help="Use the dataset's first N rows (expert transitions).")
     ] = None,
     algo: Annotated[
-        str,
+        choice("MAMQLAlgo", names.MAMQL_ALGOS),
         typer.Option(
             "--algo", help="mamql (marginal critics), iq-joint (IQ-Learn, joint-action critic) or bc (cloning)."
         ),
@@ -53,7 +55,8 @@ def mamql(
         bool, typer.Option("--tabular", help="Exact tabular learners on the gems export (layout=tabular).")
     ] = False,
     mode: Annotated[
-        str, typer.Option("--mode", help="chi2 (the paper's phi) or exact (phi(x) = x: recovers the soft Q).")
+        choice("MAMQLMode", names.MAMQL_MODES),
+        typer.Option("--mode", help="chi2 (the paper's phi) or exact (phi(x) = x: recovers the soft Q)."),
     ] = "chi2",
     updates: Annotated[
         int | None, typer.Option("--updates", help="Gradient updates per seed (default: tabular 5000, neural 2000).")
@@ -84,6 +87,7 @@ def mamql(
     out: Out = None,
     resume: Resume = False,
     force: Force = False,
+    tensorboard: Tensorboard = False,
     json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -94,7 +98,6 @@ def mamql(
 
     Example: agentlab train mamql --env gems --data runs/gems-qre --tabular --mode exact --out runs/mamql-exact"""
     values = apply_config_file(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-    from agentlab import rundir
     from agentlab.kernels.names import options_record, parse_env_options
     from agentlab.rl import mamql_training as driver
 
@@ -122,22 +125,17 @@ def mamql(
     ).validate()
     if resume and run_config.tabular:
         fail("--resume: a tabular run takes seconds and keeps no checkpoint; rerun it with --force")
-    out = Path(out or default_out(f"train-mamql-{run_config.algo}"))
-    rundir.check_out(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, run_config.record())
-    from rich.progress import TextColumn
-
-    returns = TextColumn("return {task.fields[ret]:.2f}")
-    columns = counted_columns(f"[bold]{run_config.algo}[/bold] {run_config.env}", "updates", returns)
-    with deferred_progress(*columns, quiet=quiet) as progress:
-        task = progress.add_task("train", total=run_config.total_updates, ret=float("nan"))
-
-        def on_chunk(info: dict) -> None:
-            progress.start()
-            progress.update(task, completed=info["update"], total=info["total"], ret=info["return"])
-
-        summary = driver.train(run_config, out, resume=resume, force=force, on_chunk=on_chunk)
+    out = checked_out(out, f"train-mamql-{run_config.algo}", record=run_config.record(), resume=resume, force=force)
+    summary = run_with_progress(
+        lambda on_chunk: driver.train(
+            run_config, out, resume=resume, force=force, on_chunk=on_chunk, tensorboard=values["tensorboard"]
+        ),
+        title=f"[bold]{run_config.algo}[/bold] {run_config.env}",
+        unit="updates",
+        total=run_config.total_updates,
+        figure=("return", "return", ".2f"),
+        quiet=quiet,
+    )
     if not quiet:
         figures = [f"mean return {summary['mean_return']:.2f}"]
         if summary.get("expert_return") is not None:

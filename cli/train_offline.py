@@ -20,14 +20,16 @@ from agentlab.cli.common import (
     Quiet,
     Resume,
     Seed,
+    Tensorboard,
     apply_config_file,
-    counted_columns,
-    default_out,
-    deferred_progress,
+    checked_out,
+    choice,
     handle_errors,
     parse_int_list,
     print_json,
+    run_with_progress,
 )
+from agentlab.rl import names
 
 
 @handle_errors
@@ -39,11 +41,12 @@ def offline(
     env: Annotated[
         str | None, typer.Option("--env", "-e", help="The dataset's kernel (checked against it; default: the data's).")
     ] = None,
-    algo: Annotated[str, typer.Option("--algo", help="td3bc (Fujimoto & Gu 2021) or iql (Kostrikov et al. 2021).")] = (
-        "td3bc"
-    ),
+    algo: Annotated[
+        choice("OfflineAlgo", names.OFFLINE_ALGOS),
+        typer.Option("--algo", help="td3bc (Fujimoto & Gu 2021) or iql (Kostrikov et al. 2021)."),
+    ] = "td3bc",
     synthetic: Annotated[
-        str,
+        choice("Synthetic", names.SYNTHETIC),
         typer.Option(
             "--synthetic",
             help="none (real data only) | unguided (diffused windows) | pgd (guided by the current agent) | "
@@ -78,6 +81,7 @@ def offline(
     out: Out = None,
     resume: Resume = False,
     force: Force = False,
+    tensorboard: Tensorboard = False,
     json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -89,7 +93,6 @@ def offline(
     Example: agentlab train offline --algo td3bc --data runs/maze-umaze --synthetic pgd --diffusion runs/pgd-umaze
     --seeds 3 --out runs/td3bc-pgd"""
     values = apply_config_file(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-    from agentlab import rundir
     from agentlab.rl import offline_training as driver
 
     run_config = driver.OfflineRunConfig(
@@ -112,22 +115,18 @@ def offline(
         model_updates=values["model_updates"],
         eval_episodes=values["eval_episodes"],
     ).validate()
-    out = Path(out or default_out(f"train-offline-{run_config.algo}-{run_config.synthetic}"))
-    rundir.check_out(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, run_config.record())
-    from rich.progress import TextColumn
-
-    returns = TextColumn("return {task.fields[ret]:.2f}")
-    columns = counted_columns(f"[bold]{run_config.algo}[/bold] + {run_config.synthetic}", "updates", returns)
-    with deferred_progress(*columns, quiet=quiet) as progress:
-        task = progress.add_task("train", total=run_config.updates, ret=float("nan"))
-
-        def on_chunk(info: dict) -> None:
-            progress.start()
-            progress.update(task, completed=info["update"], total=info["total"], ret=info["return"])
-
-        summary = driver.train(run_config, out, resume=resume, force=force, on_chunk=on_chunk)
+    name = f"train-offline-{run_config.algo}-{run_config.synthetic}"
+    out = checked_out(out, name, record=run_config.record(), resume=resume, force=force)
+    summary = run_with_progress(
+        lambda on_chunk: driver.train(
+            run_config, out, resume=resume, force=force, on_chunk=on_chunk, tensorboard=values["tensorboard"]
+        ),
+        title=f"[bold]{run_config.algo}[/bold] + {run_config.synthetic}",
+        unit="updates",
+        total=run_config.updates,
+        figure=("return", "return", ".2f"),
+        quiet=quiet,
+    )
     if not quiet:
         low, high = summary["mean_return_ci95"]
         figures = [f"mean return {summary['mean_return']:.2f} (95% CI {low:.2f} to {high:.2f})"]

@@ -19,13 +19,13 @@ from agentlab.cli.common import (
     Quiet,
     Resume,
     Seed,
+    Tensorboard,
     apply_config_file,
-    counted_columns,
-    default_out,
-    deferred_progress,
+    checked_out,
     handle_errors,
     parse_int_list,
     print_json,
+    run_with_progress,
 )
 
 
@@ -69,6 +69,7 @@ def pgd(
     out: Out = None,
     resume: Resume = False,
     force: Force = False,
+    tensorboard: Tensorboard = False,
     json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -79,7 +80,6 @@ def pgd(
 
     Example: agentlab train pgd --data runs/maze-umaze --updates 5000 --out runs/pgd-umaze"""
     values = apply_config_file(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-    from agentlab import rundir
     from agentlab.rl import pgd_training as driver
 
     run_config = driver.PGDRunConfig(
@@ -97,22 +97,17 @@ def pgd(
         eval_windows=values["eval_windows"],
         seed=values["seed"],
     ).validate()
-    out = Path(out or default_out("train-pgd"))
-    rundir.check_out(out, resume=resume, force=force)
-    if resume:
-        rundir.check_resume_config(out, run_config.record())
-    from rich.progress import TextColumn
-
-    loss = TextColumn("loss {task.fields[loss]:.4f}")
-    columns = counted_columns("[bold]pgd[/bold] denoiser", "updates", loss)
-    with deferred_progress(*columns, quiet=quiet) as progress:
-        task = progress.add_task("train", total=run_config.updates, loss=float("nan"))
-
-        def on_chunk(info: dict) -> None:
-            progress.start()
-            progress.update(task, completed=info["update"], total=info["total"], loss=info["loss"])
-
-        summary = driver.train(run_config, out, resume=resume, force=force, on_chunk=on_chunk)
+    out = checked_out(out, "train-pgd", record=run_config.record(), resume=resume, force=force)
+    summary = run_with_progress(
+        lambda on_chunk: driver.train(
+            run_config, out, resume=resume, force=force, on_chunk=on_chunk, tensorboard=values["tensorboard"]
+        ),
+        title="[bold]pgd[/bold] denoiser",
+        unit="updates",
+        total=run_config.updates,
+        figure=("loss", "loss", ".4f"),
+        quiet=quiet,
+    )
     if not quiet:
         figures = [f"final loss {summary['final_loss']:.4f}"]
         if summary.get("dynamics_error") is not None:

@@ -6,7 +6,6 @@ and checks the options, shows the progress bar and prints the table.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,13 +18,16 @@ from agentlab.cli.common import (
     Quiet,
     Resume,
     Seed,
+    Tensorboard,
     apply_config_file,
-    default_out,
-    deferred_progress,
+    checked_out,
+    choice,
     fail,
     handle_errors,
     print_json,
+    run_with_progress,
 )
+from agentlab.rl import names
 
 
 @handle_errors
@@ -42,9 +44,10 @@ def qlearn(
         int, typer.Option("--converge-periods", help="Greedy strategies unchanged this many periods = converged.")
     ] = 100_000,
     max_periods: Annotated[int, typer.Option("--max-periods", help="Cap on periods per session.")] = 1_000_000_000,
-    backend: Annotated[str, typer.Option("--backend", help="numba (CPU, parallel sessions) or jax (lockstep).")] = (
-        "numba"
-    ),
+    backend: Annotated[
+        choice("QLearnBackend", names.QLEARN_BACKENDS),
+        typer.Option("--backend", help="numba (CPU, parallel sessions) or jax (lockstep)."),
+    ] = "numba",
     threads: Annotated[int, typer.Option("--threads", help="numba threads (0: all cores).")] = 0,
     batch: Annotated[int, typer.Option("--batch", help="Sessions per batch (progress and resume unit).")] = 16,
     seed: Seed = 0,
@@ -52,6 +55,7 @@ def qlearn(
     out: Out = None,
     resume: Resume = False,
     force: Force = False,
+    tensorboard: Tensorboard = False,
     json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -79,36 +83,30 @@ def qlearn(
         sessions=values["sessions"],
         seed=values["seed"],
     ).validate()
-    run(qconfig, backend, threads, batch, out, resume, force, json, quiet)
+    run(qconfig, backend, threads, batch, out, resume, force, json, quiet, values["tensorboard"])
 
 
-def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, force: bool, json: bool, quiet: bool):
+def run(
+    qconfig,
+    backend: str,
+    threads: int,
+    batch: int,
+    out,
+    resume: bool,
+    force: bool,
+    json: bool,
+    quiet: bool,
+    tensorboard: bool = False,
+):
     """Run `qconfig` into `out` (`agentlab.rl.qlearn_training.train`) with a progress bar; print the table."""
-    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
-
-    from agentlab import rundir
     from agentlab.rl import qlearn_training
 
-    out = Path(out or default_out("train-qlearn"))
-    rundir.check_out(out, resume=resume, force=force)  # before the progress bar: errors come first
-    if resume:
-        record = qlearn_training.config_record(qconfig, backend, batch, threads)
-        rundir.check_resume_config(out, record, qlearn_training.RESUME_IGNORES)
-    columns = (
-        TextColumn("[bold]qlearn[/bold] calvano"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} sessions"),
-        TextColumn("mean Delta {task.fields[delta]:.3f}"),
-        TimeElapsedColumn(),
+    record = qlearn_training.config_record(qconfig, backend, batch, threads)
+    out = checked_out(  # before the progress bar: errors come first
+        out, "train-qlearn", record=record, resume=resume, force=force, ignore=qlearn_training.RESUME_IGNORES
     )
-    with deferred_progress(*columns, quiet=quiet) as progress:
-        task = progress.add_task("sessions", total=qconfig.sessions, delta=float("nan"))
-
-        def on_batch(info: dict) -> None:
-            progress.start()  # from the first finished batch on: errors in the input come first, alone
-            progress.update(task, completed=info["sessions"], delta=info["mean_delta"])
-
-        summary = qlearn_training.train(
+    summary = run_with_progress(  # the bar appears at the first finished batch: errors in the input come alone
+        lambda on_batch: qlearn_training.train(
             qconfig,
             out,
             backend=backend,
@@ -117,7 +115,16 @@ def run(qconfig, backend: str, threads: int, batch: int, out, resume: bool, forc
             resume=resume,
             force=force,
             on_batch=on_batch,
-        )
+            tensorboard=tensorboard,
+        ),
+        title="[bold]qlearn[/bold] calvano",
+        unit="sessions",
+        total=qconfig.sessions,
+        done="sessions",
+        of="total_sessions",
+        figure=("mean Delta", "mean_delta", ".3f"),
+        quiet=quiet,
+    )
     if not quiet:
         _table(summary)
         typer.echo(f"wrote {out}", err=True)

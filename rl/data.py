@@ -213,3 +213,12 @@ def finish(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if arrays["action"].dtype.kind in "iu":
         arrays = {**arrays, "action": arrays["action"].astype(np.int32)}
     return arrays
+
+
+def dataset_return(dataset, limit: int | None) -> float | None:
+    """Mean over agents of the dataset's per-agent return over its complete episodes: those that terminated or
+    reached the time limit `limit` (not one cut by a row budget); None if there is none."""
+    episode = dataset["episode"]
+    complete_end = dataset["terminated"] | (dataset["truncated"] & (dataset["t"] + 1 == (limit or 0)))
+    returns = episode_returns(dataset["reward"], episode, episode[complete_end])
+    return float(returns.mean()) if len(returns) else None

@@ -342,6 +342,18 @@ def t_interval(count: int, mean: float, std: float, confidence: float = CONFIDEN
     return mean - half, mean + half
 
 
+def return_summary(per_seed: np.ndarray) -> dict[str, Any]:
+    """``per_seed (seeds, agents)`` returns -> mean over agents and seeds with a 95% t interval over seeds."""
+    team = per_seed.mean(axis=1)
+    low, high = t_interval(len(team), float(team.mean()), float(team.std(ddof=1)) if len(team) > 1 else 0.0)
+    return {
+        "mean_return": float(team.mean()),
+        "mean_return_ci95": [low, high],
+        "agent_returns": [float(x) for x in per_seed.mean(axis=0)],
+        "returns_by_seed": [float(x) for x in team],
+    }
+
+
 def pooled_interval(counts, means, stds, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """``(mean, low, high)`` over all episodes of several seeds, from each seed's episode count, mean and
     population standard deviation (ddof = 0, as the rows store them): the pooled mean M, the sum of

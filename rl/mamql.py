@@ -107,9 +107,10 @@ from agentlab.errors import UsageError, choices
 from agentlab.kernels.environment import AutoReset
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Discrete
+from agentlab.rl import names
 from agentlab.rl import networks as nets
 
-ALGOS = ("mamql", "iq-joint", "bc")
+ALGOS = names.MAMQL_ALGOS
 PHIS = ("chi2", "linear")
 NEG = -1e9  # the logit of a forbidden action
 

@@ -68,8 +68,9 @@ import numba
 import numpy as np
 
 from agentlab.errors import UsageError
+from agentlab.rl import names
 
-MODES = ("exact", "chi2")
+MODES = names.MAMQL_MODES
 
 # -- soft value iteration, best response, equilibrium ----------------------------------------------------------------
 

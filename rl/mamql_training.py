@@ -27,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from agentlab import limits, rundir
+from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError, choices
 from agentlab.kernels.names import canonical_id
+from agentlab.rl import names
 
 COMMAND = "train mamql"
 CHECKPOINT = "checkpoints/latest.npz"
-ALGOS = ("mamql", "iq-joint", "bc")
-MODES = ("chi2", "exact")  # phi: the paper's chi^2, or phi(x) = x ("linear" in rl.mamql)
+ALGOS = names.MAMQL_ALGOS
+MODES = names.MAMQL_MODES  # phi: the paper's chi^2, or phi(x) = x ("linear" in rl.mamql)
 BOUNDS = {
     "expert_steps": limits.Bound("--expert-steps", int, low=1, high=limits.MAX_INDEX, unit="dataset rows"),
     "updates": limits.Bound("--updates", int, low=1, high=10**9, unit="gradient updates per seed"),
@@ -150,9 +152,13 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train into the run directory `out`; return the summary. `on_chunk` gets ``{"update", "total", "return"}``
-    once when the inputs are checked and after every chunk (tabular: once at the end)."""
+    once when the inputs are checked and after every chunk (tabular: once at the end).
+    `tensorboard` (or a resumed run that recorded it) also mirrors ``metrics.parquet`` into TensorBoard events
+    under ``out/tensorboard/`` (`agentlab.tensorboard.MetricsMirror`); recorded in config.json, it changes no number.
+    """
     config = config.validate()
     dataset, env, params = load_inputs(config)
     started = time.perf_counter()
@@ -160,17 +166,22 @@ def train(
         from agentlab.rl import mamql_tabular_training
 
         config = mamql_tabular_training.check_inputs(config, env, params, dataset)  # refuse; default gamma
-        with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force) as work:
+        with agentlab_tensorboard.open_run(
+            out, COMMAND, config.record(), tensorboard=tensorboard, resume=resume, force=force
+        ) as (work, mirror):
             if on_chunk is not None:
                 on_chunk({"update": 0, "total": config.total_updates, "return": float("nan")})
             summary = mamql_tabular_training.run(config, work, env, params, dataset, started)
+            mirror.sync()  # the metrics, written once at the end
             if on_chunk is not None:
                 on_chunk({"update": config.total_updates, "total": config.total_updates,
                           "return": summary["mean_return"]})  # fmt: skip
             return summary
     learner, data = neural_learner(config, dataset, env, params)
-    with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force, resumable=True) as work:
-        return _train_neural(config, work, resume, learner, data, dataset, env, params, on_chunk, started)
+    with agentlab_tensorboard.open_run(
+        out, COMMAND, config.record(), tensorboard=tensorboard, resume=resume, force=force, resumable=True
+    ) as (work, mirror):
+        return _train_neural(config, work, resume, learner, data, dataset, env, params, on_chunk, started, mirror)
 
 
 def neural_learner(config: MAMQLRunConfig, dataset, env, params):
@@ -206,7 +217,7 @@ def neural_learner(config: MAMQLRunConfig, dataset, env, params):
     return learner, mamql.prepare_data(dataset.arrays, learner)
 
 
-def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, env, params, on_chunk, started):
+def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, env, params, on_chunk, started, mirror):
     import jax
     import polars as pl
 
@@ -266,6 +277,7 @@ def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, e
                     row[f"return_agent{i}"] = float(r)
             rows.append(row)
         rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
+        mirror.sync()
         meta = {
             "update": update,
             "metrics_rows": len(rows),
@@ -277,6 +289,9 @@ def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, e
         if on_chunk is not None:
             last = returns.mean() if returns is not None else float("nan")
             on_chunk({"update": update, "total": total, "return": float(last)})
+    from agentlab.rl.data import dataset_return
+    from agentlab.rl.evaluate import return_summary
+
     frame = pl.DataFrame(rows)
     final = frame.filter(pl.col("update") == frame["update"].max())
     per_seed = np.stack([final[f"return_agent{i}"].to_numpy() for i in range(env.num_agents)], axis=1)
@@ -299,31 +314,6 @@ def _train_neural(config, run_dir: Path, resume: bool, learner, data, dataset, e
     rundir.write_json(run_dir / "summary.json", summary)
     plot_curve(frame, run_dir / "plots" / "return_curve.png", summary)
     return summary
-
-
-def return_summary(per_seed: np.ndarray) -> dict[str, Any]:
-    """``per_seed (seeds, agents)`` returns -> mean over agents and seeds with a 95% t interval over seeds."""
-    from agentlab.rl.evaluate import t_interval
-
-    team = per_seed.mean(axis=1)
-    low, high = t_interval(len(team), float(team.mean()), float(team.std(ddof=1)) if len(team) > 1 else 0.0)
-    return {
-        "mean_return": float(team.mean()),
-        "mean_return_ci95": [low, high],
-        "agent_returns": [float(x) for x in per_seed.mean(axis=0)],
-        "returns_by_seed": [float(x) for x in team],
-    }
-
-
-def dataset_return(dataset, limit: int | None) -> float | None:
-    """Mean over agents of the dataset's per-agent return over its complete episodes: those that terminated or
-    reached the time limit `limit` (not one cut by a row budget); None if there is none."""
-    from agentlab.rl.data import episode_returns
-
-    episode = dataset["episode"]
-    complete_end = dataset["terminated"] | (dataset["truncated"] & (dataset["t"] + 1 == (limit or 0)))
-    returns = episode_returns(dataset["reward"], episode, episode[complete_end])
-    return float(returns.mean()) if len(returns) else None
 
 
 def known_expert_figures(config, learner, params, dataset, env, env_params) -> dict[str, Any]:

@@ -35,14 +35,16 @@ from typing import Any
 import numpy as np
 
 from agentlab import limits, rundir
+from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError, choices
 from agentlab.kernels.names import canonical_id
+from agentlab.rl import names
 
 COMMAND = "train offline"
 CHECKPOINT = "checkpoints/latest.npz"
 AGENTS_FILE = "agents.npz"  # the final agents of every seed (what `--target RUN` loads)
-ALGOS = ("td3bc", "iql")
-SYNTHETIC = ("none", "unguided", "pgd", "worldmodel")
+ALGOS = names.OFFLINE_ALGOS
+SYNTHETIC = names.SYNTHETIC
 BOUNDS = {
     "seeds": limits.Bound("--seeds", int, low=1, high=256),
     "seed": limits.Bound("--seed", int, low=0, high=2**31 - 1),
@@ -222,9 +224,13 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train into the run directory `out`; return the summary. `on_chunk` gets ``{"update", "total", "return"}``
-    once the inputs are checked and after every chunk."""
+    once the inputs are checked and after every chunk.
+    `tensorboard` (or a resumed run that recorded it) also mirrors ``metrics.parquet`` into TensorBoard events
+    under ``out/tensorboard/`` (`agentlab.tensorboard.MetricsMirror`); recorded in config.json, it changes no number.
+    """
     config = config.validate()
     dataset, env, params = load_dataset(config)
     diffuser, guidance = None, 0.0
@@ -243,11 +249,13 @@ def train(
             "lower --synthetic-size or --seeds",
         )
     started = time.perf_counter()
-    with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force, resumable=True) as work:
-        return _train(config, work, resume, dataset, env, params, diffuser, guidance, on_chunk, started)
+    with agentlab_tensorboard.open_run(
+        out, COMMAND, config.record(), tensorboard=tensorboard, resume=resume, force=force, resumable=True
+    ) as (work, mirror):
+        return _train(config, work, resume, dataset, env, params, diffuser, guidance, on_chunk, started, mirror)
 
 
-def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidance, on_chunk, started):
+def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidance, on_chunk, started, mirror):
     import jax
     import jax.numpy as jnp
     import polars as pl
@@ -340,6 +348,7 @@ def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidan
             row["mean_return"] = float(returns[s]) if returns is not None else None
             rows.append(row)
         rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows))
+        mirror.sync()
         meta = {
             "update": done,
             "phase": built,
@@ -361,7 +370,8 @@ def _train(config, run_dir: Path, resume, dataset, env, params, diffuser, guidan
             )
     frame = pl.DataFrame(rows)
     final = frame.filter(pl.col("update") == config.updates)["mean_return"].to_numpy()
-    from agentlab.rl.mamql_training import dataset_return, return_summary
+    from agentlab.rl.data import dataset_return
+    from agentlab.rl.evaluate import return_summary
 
     summary = {
         "env": dataset.env,

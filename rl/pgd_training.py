@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from agentlab import limits, rundir
+from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError
 from agentlab.kernels.names import canonical_id
 
@@ -144,9 +145,13 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train the denoiser into the run directory `out`; return the summary. `on_chunk` gets ``{"update",
-    "total", "loss"}`` once the inputs are checked and after every chunk."""
+    "total", "loss"}`` once the inputs are checked and after every chunk.
+    `tensorboard` (or a resumed run that recorded it) also mirrors ``metrics.parquet`` into TensorBoard events
+    under ``out/tensorboard/`` (`agentlab.tensorboard.MetricsMirror`); recorded in config.json, it changes no number.
+    """
     config = config.validate()
     dataset, env, params = load_dataset(config)
     rows, starts = training_windows(config, dataset)
@@ -157,11 +162,13 @@ def train(
         target = offline_training.load_target(Path(config.target), dataset.env, dataset.env_options)
     limits.check_memory(len(starts) * config.window * rows.shape[1] * 4 * 3, "the training windows")
     started = time.perf_counter()
-    with rundir.open_run(out, COMMAND, config.record(), resume=resume, force=force, resumable=True) as work:
-        return _train(config, work, resume, dataset, env, params, rows, starts, target, on_chunk, started)
+    with agentlab_tensorboard.open_run(
+        out, COMMAND, config.record(), tensorboard=tensorboard, resume=resume, force=force, resumable=True
+    ) as (work, mirror):
+        return _train(config, work, resume, dataset, env, params, rows, starts, target, on_chunk, started, mirror)
 
 
-def _train(config, run_dir: Path, resume, dataset, env, params, rows, starts, target, on_chunk, started):
+def _train(config, run_dir: Path, resume, dataset, env, params, rows, starts, target, on_chunk, started, mirror):
     import jax
     import jax.numpy as jnp
     import polars as pl
@@ -224,6 +231,7 @@ def _train(config, run_dir: Path, resume, dataset, env, params, rows, starts, ta
             }
         )
         rundir.write_parquet(run_dir / "metrics.parquet", pl.DataFrame(rows_out))
+        mirror.sync()
         checkpoint.save(
             run_dir / CHECKPOINT,
             state,

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from agentlab import rundir
+from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError
 from agentlab.limits import Bound
-from agentlab.rl import qlearn
+from agentlab.rl import names, qlearn
 from agentlab.rl.qlearn import QLearnConfig
 
 COMMAND = "agentlab train qlearn"
-BACKENDS = ("numba", "jax")
+BACKENDS = names.QLEARN_BACKENDS
 IMPULSE_AFTER = 15
 BATCH_KEYS = ("greedy", "periods", "converged", "final_state", "compute_seconds", "q")
 Q_FILE = "q_tables.npy"
@@ -60,19 +61,30 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_batch: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Run `config.sessions` sessions into the run directory `out`; return the summary.
 
     `on_batch` receives, after every batch, ``{"sessions", "total_sessions", "mean_delta"}`` (sessions done so
     far, for a progress bar). Ctrl-C keeps the finished batches; ``resume=True`` recomputes only the others.
+    `tensorboard` (or a resumed run that recorded it) mirrors ``metrics.parquet`` into TensorBoard events under
+    ``out/tensorboard/`` with the session number as the step (`agentlab.tensorboard.MetricsMirror`).
     """
     config = config.validate()
     backend, threads, batch = check_options(backend, threads, batch)
     record = config_record(config, backend, batch, threads)
-    with rundir.open_run(
-        out, COMMAND, record, resume=resume, force=force, resumable=True, ignore=RESUME_IGNORES
-    ) as work:
-        return _train(config, work, backend, threads, batch, on_batch)
+    with agentlab_tensorboard.open_run(
+        out,
+        COMMAND,
+        record,
+        tensorboard=tensorboard,
+        step="session",
+        resume=resume,
+        force=force,
+        resumable=True,
+        ignore=RESUME_IGNORES,
+    ) as (work, mirror):
+        return _train(config, work, backend, threads, batch, on_batch, mirror)
 
 
 def _train(
@@ -82,6 +94,7 @@ def _train(
     threads: int,
     batch: int,
     on_batch: Callable[[dict[str, Any]], None] | None,
+    mirror: agentlab_tensorboard.MetricsMirror,
 ) -> dict[str, Any]:
     import numba
     import polars as pl
@@ -122,6 +135,7 @@ def _train(
     summary = summarise(frame, impulse_frame, bench, config, compute, timing["compile_seconds"], backend)
     summary["wall_seconds"] = time.perf_counter() - started
     rundir.write_parquet(out / "metrics.parquet", frame)
+    mirror.sync()
     rundir.write_parquet(out / "impulse.parquet", impulse_frame)
     rundir.atomic_write(out / Q_FILE, lambda tmp: write_q_tables(tmp, out, tables))
     rundir.write_json(out / "summary.json", summary)

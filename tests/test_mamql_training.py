@@ -111,7 +111,7 @@ def test_cli_refuses_bad_data_and_budget(tmp_path):
     for args, message in (
         (["--expert-steps", "201"], "more than the 200 rows"),
         (["--env", "coordination"], "holds gems data"),
-        (["--algo", "nope"], "unknown --algo"),
+        (["--algo", "nope"], "'nope' is not one of 'mamql', 'iq-joint', 'bc'"),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "agentlab.cli.app", "train", "mamql", "--data", str(data), "--tabular"]

@@ -377,8 +377,8 @@ BAD = [
     ("offline", ["--data", "pend", "--synthetic", "pgd", "--diffusion", "notrun"], "--diffusion"),
     ("offline", ["--data", "pend", "--synthetic", "unguided", "--diffusion", "pend"], "not of `train pgd`"),
     ("offline", ["--data", "pend", "--synthetic", "pgd", "--diffusion", "unfinished"], "has not finished"),
-    ("offline", ["--data", "pend", "--algo", "nope"], "unknown --algo"),
-    ("offline", ["--data", "pend", "--synthetic", "nope"], "unknown --synthetic"),
+    ("offline", ["--data", "pend", "--algo", "nope"], "'--algo': Value error, 'nope' is not one of 'td3bc', 'iql'"),
+    ("offline", ["--data", "pend", "--synthetic", "nope"], "'nope' is not one of 'none', 'unguided', 'pgd'"),
     ("offline", ["--data", "pend", "--synthetic", "worldmodel", "--real-per-batch", "256"], "no room"),
     (
         "offline",
@@ -492,3 +492,46 @@ def test_sweep_pgd_refuses_a_target_from_another_dataset(root, tmp_path):
     result = _cli(["sweep", "pgd", "--diffusion", str(_pgd_run(root)), "--target", str(target), "--out", str(out)])
     assert result.exit_code == 2 and "compare them on one dataset" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# -- --tensorboard on train pgd and train offline -----------------------------------------------------------------
+def _events_equal_metrics(run: Path, group: str | None) -> None:
+    """Every numeric metrics column is a TensorBoard scalar with the row's update as its step, nothing more."""
+    from agentlab.tensorboard import read_scalars
+
+    frame = pl.read_parquet(run / "metrics.parquet")
+    scalars = read_scalars(run / "tensorboard")
+    folders = {f"seed-{s}" for s in frame[group].unique()} if group else {"all"}
+    assert set(scalars) == folders
+    for folder in folders:
+        rows = frame.filter(pl.col(group) == int(folder.split("-")[1])) if group else frame
+        numeric = [c for c, t in rows.schema.items() if t.is_numeric() and c not in ("update", group)]
+        assert set(scalars[folder]) == {c for c in numeric if rows[c].null_count() < rows.height}
+        for column in scalars[folder]:
+            kept = rows.filter(pl.col(column).is_not_null())
+            expected = [(int(u), float(np.float32(v))) for u, v in zip(kept["update"], kept[column])]
+            assert scalars[folder][column] == expected, (folder, column)
+
+
+def test_pgd_tensorboard_events_equal_the_metrics_and_a_resumed_run_keeps_writing_them(root):
+    pytest.importorskip("tensorboardX")
+    part = Path(root) / "pgd-board"
+    config = _pgd_config(root)
+    with pytest.raises(RunInterrupted):
+        pgd_training.train(config, part, on_chunk=_stop_after(PGD_TINY["updates_per_chunk"]), tensorboard=True)
+    _events_equal_metrics(part, None)  # the first chunk's row
+    assert orjson.loads((part / "config.json").read_bytes())["config"]["tensorboard"] is True
+    pgd_training.train(config, part, resume=True)  # no flag: the run recorded it
+    assert pl.read_parquet(part / "metrics.parquet").height == 2
+    _events_equal_metrics(part, None)
+    # the events change no number: the metrics equal the uninterrupted run's without --tensorboard
+    assert _metrics(_pgd_run(root)).equals(_metrics(part))
+
+
+def test_offline_tensorboard_events_equal_the_metrics_one_folder_per_seed(root):
+    pytest.importorskip("tensorboardX")
+    out = Path(root) / "offline-board"
+    offline_training.train(_offline_config(root, algo="td3bc", synthetic="none"), out, tensorboard=True)
+    _events_equal_metrics(out, "seed")
+    plain, _ = _offline_run(root, "td3bc", "none")
+    assert _metrics(plain).equals(_metrics(out))

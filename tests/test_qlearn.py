@@ -208,6 +208,27 @@ def test_cli_writes_a_run_directory_and_resumes(tmp_path):
     assert refused.exit_code == 2
 
 
+def test_cli_tensorboard_events_are_the_sessions_rows(tmp_path):
+    """--tensorboard: one event folder for the run's seed, the session number as the step, a tag per numeric
+    column (bools as 0/1), the file's values (float32); the metrics themselves unchanged."""
+    pytest.importorskip("tensorboardX")
+    from agentlab.tensorboard import read_scalars
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "qlearn", *SMALL, "--batch", "2", "--tensorboard", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out / "metrics.parquet")
+    scalars = read_scalars(out / "tensorboard")
+    assert set(scalars) == {"seed-0"}
+    numeric = [
+        c for c, t in frame.schema.items() if (t.is_numeric() or t == pl.Boolean) and c not in ("seed", "session")
+    ]
+    assert set(scalars["seed-0"]) == set(numeric)
+    for column in numeric:
+        expected = [(int(s), float(np.float32(v))) for s, v in zip(frame["session"], frame[column])]
+        assert scalars["seed-0"][column] == expected, column
+
+
 TIMINGS = ("wall_seconds", "compute_seconds", "compile_seconds", "periods_per_second", "sessions_per_second")
 
 
