@@ -51,16 +51,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentlab import limits
-from agentlab.bench.peer import PeerProcess, environment, git_head, spread
+from agentlab.bench.peer import PeerProcess, check_checkout, environment, git_head, probe_python, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-offline", "agentlab-online", "peer-update", "peer-iteration")
@@ -106,29 +104,14 @@ class MAMQLBench:
             if self.torch_python is not None:
                 raise UsageError("--torch-python needs --ma-mql PATH (a checkout of github.com/USC-Lira/ma-mql)")
             return self
-        missing = [name for name in PEER_FILES if not (Path(self.ma_mql) / name).is_file()]
-        if missing:
-            raise UsageError(
-                f"--ma-mql {self.ma_mql}: no {', '.join(missing)} there (give a checkout of github.com/USC-Lira/ma-mql)"
-            )
+        check_checkout(self.ma_mql, "--ma-mql", PEER_FILES, "github.com/USC-Lira/ma-mql")
         if self.torch_python is None:
             raise UsageError("--ma-mql needs --torch-python PATH (the python of an environment with torch)")
-        python = Path(self.torch_python)
-        if not python.is_file() or not os.access(python, os.X_OK):
-            raise UsageError(f"--torch-python {python}: not an executable file")
-        probe = "import numpy, torch; print(numpy.__version__, torch.__version__)"
-        try:
-            done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.SubprocessError) as error:
-            raise UsageError(f"--torch-python {python}: cannot run it ({error})") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UsageError(f"--torch-python {python}: cannot import torch and numpy ({last})")
-        numpy_version = done.stdout.split()[0]
+        numpy_version, _ = probe_python(self.torch_python, "--torch-python", ("torch", "numpy"), timeout=120)[::-1]
         if int(numpy_version.split(".")[0]) >= 2:
             raise UsageError(
-                f"--torch-python {python}: numpy {numpy_version}; the authors' replay buffer needs numpy < 2 "
-                "(pip install 'numpy<2')"
+                f"--torch-python {self.torch_python}: numpy {numpy_version}; the authors' replay buffer needs "
+                "numpy < 2 (pip install 'numpy<2')"
             )
         return self
 

@@ -104,3 +104,32 @@ def git_head(path: Path | None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def check_checkout(path: Path, flag: str, files: tuple[str, ...], url: str) -> None:
+    """A peer's checkout must hold `files`; otherwise one-line `UsageError` naming `flag` and where to get it."""
+    from agentlab.errors import UsageError
+
+    missing = [name for name in files if not (Path(path) / name).is_file()]
+    if missing:
+        raise UsageError(f"{flag} {path}: no {', '.join(missing)} there (give a checkout of {url})")
+
+
+def probe_python(python: Path, flag: str, modules: tuple[str, ...], timeout: float) -> list[str]:
+    """The ``__version__`` of each of `modules` under the peer's `python` (an executable file that imports them);
+    otherwise one-line `UsageError` naming `flag`."""
+    from agentlab.errors import UsageError
+
+    python = Path(python)
+    if not python.is_file() or not os.access(python, os.X_OK):
+        raise UsageError(f"{flag} {python}: not an executable file")
+    probe = f"import {', '.join(modules)}; print({', '.join(f'{m}.__version__' for m in modules)})"
+    try:
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise UsageError(f"{flag} {python}: cannot run it ({error})") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        names = ", ".join(modules[:-1]) + f" and {modules[-1]}" if len(modules) > 1 else modules[0]
+        raise UsageError(f"{flag} {python}: cannot import {names} ({last})")
+    return done.stdout.split()

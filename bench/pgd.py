@@ -50,15 +50,13 @@ to the peer's: ``train`` and ``sample`` (each side as its own code runs), and ``
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentlab import limits
-from agentlab.bench.peer import PeerProcess, environment, git_head, spread
+from agentlab.bench.peer import PeerProcess, check_checkout, environment, git_head, probe_python, spread
 from agentlab.errors import UsageError
 
 LEARNERS = ("agentlab-train", "agentlab-train-scan", "agentlab-sample", "peer-train", "peer-train-step", "peer-sample")
@@ -138,25 +136,10 @@ class PGDBench:
                     "(a checkout of github.com/EmptyJackson/policy-guided-diffusion)"
                 )
             return self
-        missing = [name for name in PEER_FILES if not (Path(self.pgd_repo) / name).is_file()]
-        if missing:
-            raise UsageError(
-                f"--pgd-repo {self.pgd_repo}: no {', '.join(missing)} there "
-                "(give a checkout of github.com/EmptyJackson/policy-guided-diffusion)"
-            )
+        check_checkout(self.pgd_repo, "--pgd-repo", PEER_FILES, "github.com/EmptyJackson/policy-guided-diffusion")
         if self.peer_python is None:
             raise UsageError("--pgd-repo needs --peer-python PATH (the python of an environment with their JAX stack)")
-        python = Path(self.peer_python)
-        if not python.is_file() or not os.access(python, os.X_OK):
-            raise UsageError(f"--peer-python {python}: not an executable file")
-        probe = "import numpy, jax, flax, optax; print(numpy.__version__, jax.__version__, flax.__version__)"
-        try:
-            done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=180)
-        except (OSError, subprocess.SubprocessError) as error:
-            raise UsageError(f"--peer-python {python}: cannot run it ({error})") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UsageError(f"--peer-python {python}: cannot import numpy, jax, flax and optax ({last})")
+        probe_python(self.peer_python, "--peer-python", ("numpy", "jax", "flax", "optax"), timeout=180)
         return self
 
     def learners(self) -> tuple[str, ...]:
