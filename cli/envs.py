@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,25 @@ GRAMMAR = {
 }
 
 
+def external_environments() -> list[dict[str, Any]]:
+    """The external environment families (`agentlab.kernels.external`): prefix, whether the library is installed
+    (found, not imported), how to install it and an example id."""
+    import importlib.util
+
+    from agentlab.kernels.names import EXTERNAL_PREFIXES
+
+    examples = {"gymnax": "gymnax:CartPole-v1", "jaxmarl": "jaxmarl:MPE_simple_spread_v3"}
+    return [
+        {
+            "prefix": prefix,
+            "installed": importlib.util.find_spec(prefix) is not None,
+            "install": f"pip install 'agentlab[{prefix}]'",
+            "example": examples[prefix],
+        }
+        for prefix in EXTERNAL_PREFIXES
+    ]
+
+
 @handle_errors
 def envs(
     json: Annotated[bool, typer.Option("--json", help="Print the list as JSON on stdout.")] = False,
@@ -31,8 +50,9 @@ def envs(
     from agentlab.kernels import describe, registered_kernels
 
     rows = [describe(name) for name in registered_kernels()]
+    external = external_environments()
     if json:
-        print_json({"kernels": rows, "stochasticity": GRAMMAR})
+        print_json({"kernels": rows, "stochasticity": GRAMMAR, "external": external})
         return
     from rich.console import Console
     from rich.table import Table
@@ -55,6 +75,9 @@ def envs(
     console = Console(stderr=True)
     console.print(table)
     console.print("Options (--env-option key=value on train, bench ppo, data collect) are make()'s, with defaults.")
+    for entry in external:
+        state = "installed" if entry["installed"] else f"not installed: {entry['install']}"
+        console.print(f"External: --env {entry['prefix']}:ID, e.g. {entry['example']} ({state})", markup=False)
     console.print("Event modes are described in `agentlab envs --json` and each game's docstring.")
     console.print(
         "[bold]Stochasticity[/bold] (--stochasticity): " + GRAMMAR["spec"] + ", PROFILE := " + GRAMMAR["profile"]

@@ -68,7 +68,7 @@ def render(
     steps, scale, fps = STEPS.check(steps), SCALE.check(scale), FPS.check(fps)
     if env_name in CONTROL:
         if stochasticity != "plain":
-            fail(f"--stochasticity: {env_name} has no stochasticity profiles; leave it 'plain'")
+            fail(f"--stochasticity: render draws {env_name} without stochasticity profiles; leave it 'plain'")
         if actions is not None:
             fail(f"--actions: {env_name} takes continuous actions; choose a --policy instead")
         summary = render_control(env_name, out, steps, policy, seed, scale, fps)

@@ -41,6 +41,9 @@ KERNEL_IDS = (
     "point",
 )
 ALIASES = {"space_invaders": "space-invaders"}  # ids of agentlab 0.1.0 -> today's ids
+# External environments (`agentlab.kernels.external`) are named ``PREFIX:ID`` (``gymnax:CartPole-v1``), IDs as the
+# library spells them; they pass through `canonical_id` unchanged.
+EXTERNAL_PREFIXES = ("gymnax", "jaxmarl")
 
 _KEY = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _INT = re.compile(r"[+-]?\d+\Z")
@@ -48,8 +51,18 @@ _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
 
 
 def canonical_id(name: str) -> str:
-    """The kernel id `name` stands for (an alias mapped to its id; anything else unchanged)."""
+    """The kernel id `name` stands for (an alias mapped to its id; anything else, ``gymnax:...`` and
+    ``jaxmarl:...`` ids included, unchanged)."""
     return ALIASES.get(name, name)
+
+
+def split_external_id(name: str) -> tuple[str, str] | None:
+    """``"gymnax:CartPole-v1"`` -> ``("gymnax", "CartPole-v1")``; None where `name` is not ``PREFIX:ID`` with a
+    prefix of `EXTERNAL_PREFIXES` and a non-empty ID."""
+    prefix, sep, env_id = str(name).partition(":")
+    if not sep or prefix not in EXTERNAL_PREFIXES or not env_id:
+        return None
+    return prefix, env_id
 
 
 def parse_value(text: str) -> Any:

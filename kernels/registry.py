@@ -34,11 +34,12 @@ from agentlab.kernels.multi.coordination import Coordination
 from agentlab.kernels.multi.coordination import describe as describe_coordination
 from agentlab.kernels.multi.gems import GEMS_BOUNDS, make_gems
 from agentlab.kernels.multi.gems import describe as describe_gems
-from agentlab.kernels.names import canonical_id
+from agentlab.kernels.names import canonical_id, split_external_id
 from agentlab.kernels.toy.catch import Catch
 from agentlab.kernels.toy.catch import describe as describe_catch
 from agentlab.kernels.toy.point import POINT_BOUNDS, Point
 from agentlab.kernels.toy.point import describe as describe_point
+from agentlab.kernels.wrappers import apply_stochasticity
 from agentlab.limits import Bound
 
 Factory = Callable[..., tuple[Environment, Any]]
@@ -184,6 +185,10 @@ def _options(name: str) -> tuple[str, ...]:
 def option_defaults(name: str) -> dict[str, Any]:
     """The options `make` takes for kernel `name` and their defaults (what ``--env-option`` may set)."""
     name = canonical_id(name)
+    if split_external_id(name) is not None:  # gymnax:ID, jaxmarl:ID (`kernels/external.py`)
+        from agentlab.kernels.external import external_option_defaults
+
+        return external_option_defaults(name)
     if name not in _REGISTRY:
         raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
     if name in GAMES:
@@ -224,14 +229,26 @@ def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environ
     `point`: ``max_steps``, ``speed``. `pendulum`: ``max_steps`` and the physics (``max_speed``, ``max_torque``,
     ``dt``, ``g``, ``m``, ``l``). `maze2d`: ``layout`` (umaze, medium, large), ``reward`` (sparse, dense),
     ``max_steps`` (None: the layout's D4RL length) and the physics (``dt``, ``damping``, ``force_scale``,
-    ``max_speed``, ``goal_radius``).
+    ``max_speed``, ``goal_radius``). Every other kernel also takes ``stochasticity``: the generic profiles
+    (``action``, ``sticky``, ``drift``, ``mask:kind=dropout`` on vector observations) through
+    `agentlab.kernels.wrappers.Stochastic` (inside `AutoReset`; the plain kernel is not wrapped).
+
+    External environments ``gymnax:ID`` and ``jaxmarl:ID`` (`agentlab.kernels.external.make_external`): ``max_steps``
+    and the library's own settings.
 
     Raises `UsageError` (a `ValueError`) for an unknown name or option or an invalid value.
     """
     name = canonical_id(name)
+    if split_external_id(name) is not None:  # gymnax:ID, jaxmarl:ID (`kernels/external.py`)
+        from agentlab.kernels.external import make_external
+
+        generic = options.pop("stochasticity", None)
+        env, params = make_external(name, **options)
+        env, params = apply_stochasticity(env, params, generic)
+        return (AutoReset(env) if auto_reset else env), params
     if name not in _REGISTRY:
         raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
-    valid = _options(name)
+    valid = _options(name) if name in GAMES else (*_options(name), "stochasticity")
     for option, value in options.items():
         if option not in valid:
             raise UsageError(f"unknown option {option!r} for {name}: valid options are {choices(valid)}")
@@ -239,13 +256,19 @@ def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environ
     max_steps = options.get("max_steps")
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise UsageError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    generic = options.pop("stochasticity", None) if name not in GAMES else None
     env, params = _REGISTRY[name][0](**options)
+    env, params = apply_stochasticity(env, params, generic)  # the generic profiles (`kernels/wrappers.py`)
     return (AutoReset(env) if auto_reset else env), params
 
 
 def describe(name: str) -> dict[str, Any]:
     """What `agentlab envs` shows for one kernel (channels, actions, event modes, mask regions)."""
     name = canonical_id(name)
+    if split_external_id(name) is not None:  # gymnax:ID, jaxmarl:ID (`kernels/external.py`)
+        from agentlab.kernels.external import describe_external
+
+        return describe_external(name)
     if name not in _REGISTRY:
         raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
     env, _ = make(name, auto_reset=False)

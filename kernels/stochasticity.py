@@ -18,6 +18,8 @@ STORI      kind (string form)               effect
            centre=agent|random,p=P``        of the agent (or of a uniformly random cell)
 3.2        ``mask:kind=blackout,            with prob. P hide one named game object (channels) or
            region=NAME,p=P``                everything (``all``)
+3.2        ``mask:kind=dropout,p=P``        each feature of a vector observation is hidden (set to 0)
+                                            independently with prob. P (per agent per feature)
 =========  ===============================  ==========================================================
 
 Grammar (profiles joined by ``+``; ``to=`` nests a whole specification in parentheses)::
@@ -27,8 +29,13 @@ Grammar (profiles joined by ``+``; ``to=`` nests a whole specification in parent
 
 Keys left out take the defaults below, chosen from STORI's paper profiles (type 1 p=0.3,
 Breakout type 2.1 p=0.25, crop p=0.75, torch and blackout p=1.0, sudden drift at step 300) and
-MinAtar's sticky-action probability 0.1. `format_spec` writes every key, so
-``parse_spec(format_spec(s)) == s`` for every specification.
+MinAtar's sticky-action probability 0.1; dropout (not in STORI, our choice) p=0.1. `format_spec`
+writes every key, so ``parse_spec(format_spec(s)) == s`` for every specification.
+
+Where each kind applies: the Atari-style games (`agentlab.kernels.atari`) implement every kind except
+``dropout`` (their observations are images); every other kernel gets the generic kinds (``action``,
+``sticky``, ``drift`` and, for vector observations, ``mask:kind=dropout``) from the wrapper
+`agentlab.kernels.wrappers.Stochastic`. ``event`` and the image masks stay game-specific.
 
 Order within a step: drift decides which profiles are active; sticky, then action noise,
 transform the action; the game steps (events inside it); masks transform the observation.
@@ -49,7 +56,9 @@ from agentlab.hashing import counter_words, fmix32, seed_words, uniform  # noqa:
 from agentlab.kernels.pytree import pytree_dataclass, static_field
 
 KINDS = ("action", "sticky", "event", "drift", "mask")
-MASK_KINDS = ("crop", "torch", "blackout")
+MASK_KINDS = ("crop", "torch", "blackout", "dropout")
+#: The masks of image observations (the Atari-style games); ``dropout`` is for vector observations.
+IMAGE_MASK_KINDS = ("crop", "torch", "blackout")
 CROP_REGIONS = ("left", "right", "top", "bottom")
 TORCH_CENTRES = ("agent", "random")
 DRIFT_MODES = ("sudden", "cyclic")
@@ -98,7 +107,9 @@ class ObservationMask:
     - ``kind="crop"``: hide the `region` half (``left``, ``right``, ``top``, ``bottom``);
     - ``kind="torch"``: keep only cells within Euclidean distance `radius` of the `centre`
       (``agent``: the game's agent cell; ``random``: a uniformly random cell each step);
-    - ``kind="blackout"``: hide the channels of the named game object `region` (``all``: every channel).
+    - ``kind="blackout"``: hide the channels of the named game object `region` (``all``: every channel);
+    - ``kind="dropout"``: each feature of a vector observation is hidden (set to 0) independently with
+      probability `p` (per agent per feature for multi-agent kernels); `p` is per feature, not per step.
     """
 
     kind_: str = static_field()
@@ -203,6 +214,7 @@ _MASK_KEYS = {
     "crop": ("kind", "region", "p"),
     "torch": ("kind", "radius", "centre", "p"),
     "blackout": ("kind", "region", "p"),
+    "dropout": ("kind", "p"),
 }
 
 
@@ -288,6 +300,8 @@ def _parse_profile(text: str, whole: str, inside_drift: bool = False) -> Profile
         centre = _choice(fields.get("centre", "agent"), TORCH_CENTRES, "torch centre", text)
         radius = _radius(fields["radius"], text) if "radius" in fields else 3.0
         mask = ObservationMask(kind_="torch", centre=centre, radius=radius)
+    elif mask_kind == "dropout":
+        mask = ObservationMask(kind_="dropout", p=0.1)
     else:
         mask = ObservationMask(kind_="blackout", region=fields.get("region", "all"))
     return mask.replace(p=_probability(p, "p", text)) if p else mask
@@ -351,6 +365,8 @@ def format_profile(profile: Profile) -> str:
                 f"mask:kind=torch,radius={_fmt_number(profile.radius)},centre={profile.centre},"
                 f"p={_fmt_number(profile.p)}"
             )
+        if profile.kind_ == "dropout":
+            return f"mask:kind=dropout,p={_fmt_number(profile.p)}"
         return f"mask:kind={profile.kind_},region={profile.region},p={_fmt_number(profile.p)}"
     raise UsageError(f"not a stochasticity profile: {profile!r}")
 
@@ -377,10 +393,18 @@ def as_spec(value: str | Profile | Iterable[Profile] | None) -> Spec:
     return spec
 
 
-def validate_spec(spec: Spec, event_modes: Iterable[str], blackout_regions: Iterable[str], where: str = "") -> Spec:
+def validate_spec(
+    spec: Spec,
+    event_modes: Iterable[str],
+    blackout_regions: Iterable[str],
+    where: str = "",
+    mask_kinds: Sequence[str] = IMAGE_MASK_KINDS,
+) -> Spec:
     """Check a specification's numbers and game-specific names; return it unchanged.
 
-    `event_modes` and `blackout_regions` are the game's valid names (``all`` is always a region).
+    `event_modes` and `blackout_regions` are the game's valid names (``all`` is always a region);
+    `mask_kinds` the mask kinds the kernel implements (the image masks by default: ``dropout`` is
+    refused there, it is for vector observations).
     """
     event_modes = tuple(event_modes)
     regions = ("all", *tuple(blackout_regions))
@@ -398,14 +422,19 @@ def validate_spec(spec: Spec, event_modes: Iterable[str], blackout_regions: Iter
             _positive_int(str(profile.at), "at", text)
             if not profile.to or any(isinstance(q, ConceptDrift) for q in profile.to):
                 raise UsageError(f"drift in {text!r} needs a non-empty to= without another drift")
-            validate_spec(profile.to, event_modes, regions[1:], where)
+            validate_spec(profile.to, event_modes, regions[1:], where, mask_kinds)
             continue
         check_p(profile.p, text)
         if isinstance(profile, RandomEvent) and profile.mode not in event_modes:
             raise UsageError(f"unknown event mode {profile.mode!r}{label}: valid modes are {choices(event_modes)}")
         if isinstance(profile, ObservationMask):
-            if profile.kind_ not in MASK_KINDS:
-                raise UsageError(f"unknown mask kind {profile.kind_!r}: valid kinds are {choices(MASK_KINDS)}")
+            if profile.kind_ not in mask_kinds:
+                if profile.kind_ in MASK_KINDS:
+                    raise UsageError(
+                        f"mask kind {profile.kind_!r} is not available{label}: valid kinds are {choices(mask_kinds)}"
+                        + (" (dropout is for vector observations)" if profile.kind_ == "dropout" else "")
+                    )
+                raise UsageError(f"unknown mask kind {profile.kind_!r}: valid kinds are {choices(mask_kinds)}")
             if profile.kind_ == "crop" and profile.region not in CROP_REGIONS:
                 raise UsageError(f"unknown crop region {profile.region!r}: valid regions are {choices(CROP_REGIONS)}")
             if profile.kind_ == "blackout" and profile.region not in regions:
@@ -472,6 +501,15 @@ class WordStream:
 def randint(word: jax.Array, n: int | jax.Array) -> jax.Array:
     """An int32 uniform in ``[0, n)`` for ``1 <= n < 256`` (n may be traced), from one uint32 word."""
     return (((word >> 8) * jnp.asarray(n, jnp.uint32)) >> 24).astype(jnp.int32)
+
+
+def randbelow(word: jax.Array, n: int | jax.Array) -> jax.Array:
+    """An int32 uniform in ``[0, n)`` for ``1 <= n <= 2**15`` (n may be traced): ``floor(word * n / 2**32)``
+    computed exactly in uint32 halves (Lemire's multiply-high without rejection, bias below ``n / 2**32``)."""
+    n = jnp.asarray(n, jnp.uint32)
+    high = (word >> 16) * n
+    low = ((word & jnp.uint32(0xFFFF)) * n) >> 16
+    return ((high + low) >> 16).astype(jnp.int32)
 
 
 def bernoulli(word: jax.Array, p: jax.Array | float) -> jax.Array:

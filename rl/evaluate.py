@@ -75,10 +75,10 @@ def stori_grid(env: str) -> list[str]:
     """STORI's paper profiles (Barsainyan, Lim and Liu 2025), one column each: plain (type 3.1); type 1
     action noise at p = 0.3; type 2.1 the game's `CANCEL_MODE` event at p = 0.25; type 2.2 a sudden drift at
     step 300 to a full blackout; type 3.2 a blackout of the game's `MAIN_REGION` at p = 1, the left half
-    cropped at p = 0.75 and a torch (radius 3) around a random centre at p = 1. Kernels without the taxonomy
-    get the plain game only."""
+    cropped at p = 0.75 and a torch (radius 3) around a random centre at p = 1. Other kernels get the generic
+    kinds they support (`generic_grid`)."""
     if env not in GAMES:
-        return ["plain"]
+        return generic_grid(env)
     grid = [
         "plain",
         "action:p=0.3",
@@ -93,10 +93,10 @@ def stori_grid(env: str) -> list[str]:
 
 def extended_grid(env: str) -> list[str]:
     """A wider sweep than STORI's: plain; action noise at three p; sticky actions; every event mode; a
-    sudden drift at step 100 to action noise; crop, torch (around the agent) and blackout masks. Kernels
-    without the taxonomy get the plain game only."""
+    sudden drift at step 100 to action noise; crop, torch (around the agent) and blackout masks. Other kernels
+    get the generic kinds they support at more strengths (`generic_grid` with ``extended=True``)."""
     if env not in GAMES:
-        return ["plain"]
+        return generic_grid(env, extended=True)
     grid = ["plain", "action:p=0.1", "action:p=0.3", "action:p=0.5", "sticky:p=0.25"]
     grid += [f"event:mode={mode},p=0.25" for mode in GAMES[env].event_modes]
     grid += [
@@ -105,6 +105,29 @@ def extended_grid(env: str) -> list[str]:
         "mask:kind=torch,radius=3,centre=agent,p=1",
         "mask:kind=blackout,region=all,p=1",
     ]
+    return [format_spec(parse_spec(s)) for s in grid]
+
+
+def generic_grid(env: str, extended: bool = False) -> list[str]:
+    """The profiles of a kernel without the Atari taxonomy, from the generic kinds `kernels.wrappers.Stochastic`
+    applies to it (`supported_kinds`): plain; action noise at p = 0.3 (STORI type 1); sticky actions at p = 0.25;
+    a sudden drift to action noise at p = 0.5 at half the kernel's default episode (type 2.2; step 100 without a
+    time limit); features dropped at p = 0.25 where observations are float vectors (the vector analogue of type
+    3.2). `extended` adds action noise at p = 0.1 and 0.5 and dropout at p = 0.1 and 0.5."""
+    from agentlab.kernels.wrappers import supported_kinds
+
+    kernel, params = make(env, auto_reset=False)
+    kinds = supported_kinds(kernel, params)
+    limit = getattr(params, "max_steps", None)
+    at = max(1, int(limit) // 2) if limit else 100
+    grid = ["plain"]
+    if "action" in kinds:
+        grid += ["action:p=0.1", "action:p=0.3", "action:p=0.5"] if extended else ["action:p=0.3"]
+    grid.append("sticky:p=0.25")
+    if "action" in kinds:
+        grid.append(f"drift:mode=sudden,at={at},to=(action:p=0.5)")
+    if "mask:kind=dropout" in kinds:
+        grid += [f"mask:kind=dropout,p={p}" for p in ((0.1, 0.25, 0.5) if extended else (0.25,))]
     return [format_spec(parse_spec(s)) for s in grid]
 
 
@@ -258,11 +281,7 @@ def make_eval_env(config: PPOConfig, spec: str):
     """``(env, params)`` a run trained with `config` is tested in under `spec`: no auto-reset, the
     training time limit; a bad or game-invalid `spec` -> `UsageError`."""
     options: dict[str, Any] = {**dict(config.env_options), "max_steps": config.time_limit, "auto_reset": False}
-    if config.env in GAMES:
-        options["stochasticity"] = spec
-    elif spec != "plain":
-        raise UsageError(f"{config.env} has no stochasticity profiles: only 'plain' can be tested")
-    return make(config.env, **options)
+    return make(config.env, **options, stochasticity=spec)  # other kernels than the Atari games: the generic kinds
 
 
 def episode_keys(seed: int, seeds: int) -> jax.Array:
@@ -533,8 +552,6 @@ def evaluate_runs(
         )
     env = envs.pop()
     profiles = profiles or named_grid(name, env)
-    if env not in GAMES and profiles != ["plain"]:
-        raise UsageError(f"{env} has no stochasticity profiles: the grid must be 'plain' only")
     for spec in profiles:  # every profile must be valid for this kernel
         try:
             make_eval_env(configs[0], spec)

@@ -272,10 +272,26 @@ def test_the_default_grid_for_breakout_is_storis_paper_profiles():
     assert ev.named_grid("stori", "breakout") == ev.named_grid("default", "breakout") == stori
     assert "sticky:p=0.25" in ev.named_grid("extended", "breakout")
     assert "event:mode=regenerate,p=0.25" in ev.extended_grid("breakout")
-    assert ev.stori_grid("catch") == ev.extended_grid("catch") == ["plain"]
     for game in ("asterix", "freeway", "space-invaders", "seaquest"):  # every game's choices are valid profiles
         for spec in ev.stori_grid(game):
             make_env_for(game, spec)
+
+
+def test_kernels_without_the_atari_taxonomy_get_the_generic_kinds_they_support():
+    # catch: bool image observations, so no dropout; its episode has no time limit: the drift at step 100
+    assert ev.stori_grid("catch") == [
+        "plain", "action:p=0.3", "sticky:p=0.25", "drift:mode=sudden,at=100,to=(action:p=0.5)"
+    ]  # fmt: skip
+    # pendulum: float vector observations, a Box action, 200-step episodes: the drift at half of them
+    assert ev.stori_grid("pendulum") == [
+        "plain", "action:p=0.3", "sticky:p=0.25", "drift:mode=sudden,at=100,to=(action:p=0.5)",
+        "mask:kind=dropout,p=0.25",
+    ]  # fmt: skip
+    assert ev.extended_grid("coordination")[-3:] == [f"mask:kind=dropout,p={p}" for p in (0.1, 0.25, 0.5)]
+    assert "drift:mode=sudden,at=16,to=(action:p=0.5)" in ev.stori_grid("coordination")  # 32-step episodes
+    for kernel in ("catch", "pendulum", "coordination", "market-crash"):  # every profile is valid for its kernel
+        for spec in ev.extended_grid(kernel):
+            make_env_for(kernel, spec)
 
 
 def make_env_for(game: str, spec: str):

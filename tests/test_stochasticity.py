@@ -50,6 +50,7 @@ simple_profiles = st.one_of(
         st.sampled_from(["all", "bricks", "paddle"]),
         probabilities,
     ),
+    st.builds(lambda p: ObservationMask(kind_="dropout", p=p), probabilities),
 )
 profiles = st.one_of(
     simple_profiles,
