@@ -6,6 +6,11 @@ kernel computes can be optimised away), one fresh key per lane per step. Compile
 separately (``lower().compile()``); every timed call blocks on its result. Throughput is
 ``batch_size * steps / seconds`` (one step of one environment is one transition), the median over
 `repeats` timed calls after one warm-up call.
+
+With ``devices > 1`` (``--devices``) the batch is split into equal blocks over a one-axis mesh
+(`agentlab.devices`): each step's keys and actions are drawn for the whole batch as on one device, and the
+batched step runs under `jax.shard_map`, so every lane's trajectory is the one-device trajectory (tested bit for
+bit on forced host devices).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from agentlab import devices as agentlab_devices
 from agentlab import timing
 from agentlab.errors import UsageError
 
@@ -40,6 +46,7 @@ class Cell:
     batch_size: int
     stochasticity: str = "plain"
     auto_reset: bool = True
+    devices: int = 1  # devices the batch is split over (the same for every cell of a run)
 
     @property
     def key(self) -> tuple:
@@ -85,10 +92,11 @@ def gymnax_kernel(name: str) -> Kernel:
     return Kernel(env.reset, step, params, env.num_actions)
 
 
-def build(kernel: Kernel, batch_size: int, steps: int):
-    """``(init(key) -> carry, run(carry, key) -> carry)``, both pure; `run` takes `steps` steps."""
+def build(kernel: Kernel, batch_size: int, steps: int, devices: int = 1):
+    """``(init(key) -> carry, run(carry, key) -> carry)``, both pure; `run` takes `steps` steps, with the batched
+    step split over `devices` devices (`agentlab.devices.over_lanes`; 1: as it is)."""
     batched_reset = jax.vmap(kernel.reset, in_axes=(0, None))
-    batched_step = jax.vmap(kernel.step, in_axes=(0, 0, 0, None))
+    batched_step = agentlab_devices.over_lanes(jax.vmap(kernel.step, in_axes=(0, 0, 0, None)), devices, replicated=1)
 
     def init(key):
         obs, state = batched_reset(jax.random.split(key, batch_size), kernel.params)
@@ -119,11 +127,18 @@ class Prepared:
     compile_seconds: float
 
 
-def prepare(kernel: Kernel, batch_size: int, steps: int, seed: int = 0) -> Prepared:
-    """Compile one measurement (timed separately, `agentlab.timing.compile_only`)."""
-    init, run = build(kernel, batch_size, steps)
+def prepare(kernel: Kernel, batch_size: int, steps: int, seed: int = 0, devices: int = 1) -> Prepared:
+    """Compile one measurement (timed separately, `agentlab.timing.compile_only`); with ``devices > 1`` the
+    carry (observations, states, returns, episodes: leading axis `batch_size`) is placed in equal blocks on the
+    first `devices` devices."""
+    init, run = build(kernel, batch_size, steps, devices)
     key = jax.random.key(seed)
     carry = jax.block_until_ready(jax.jit(init)(key))
+    if devices > 1:
+        lanes = jax.sharding.NamedSharding(
+            agentlab_devices.mesh(devices), jax.sharding.PartitionSpec(agentlab_devices.AXIS)
+        )
+        carry = jax.block_until_ready(jax.device_put(carry, lanes))
     compiled, compile_seconds = timing.compile_only(run, carry, key)
     return Prepared(compiled, carry, key, batch_size * steps, compile_seconds)
 

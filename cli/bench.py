@@ -86,6 +86,9 @@ def kernels(
         str, typer.Option("--auto-reset", help="on, off, or both (measures what auto-reset costs).")
     ] = "on",
     vs: Annotated[str | None, typer.Option("--vs", help="Measure a peer side by side: gymnax.")] = None,
+    devices: Annotated[
+        int, typer.Option("--devices", help="Devices each batch is split over (shard_map); divides every batch size.")
+    ] = 1,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = False,
@@ -106,11 +109,15 @@ def kernels(
 
     from agentlab import rundir
     from agentlab.bench import kernels as bk
+    from agentlab.devices import check as devices_check
     from agentlab.kernels import make
     from agentlab.kernels.atari import GAMES
 
     names = parse_names(envs, tuple(sorted(GAMES)), "--envs")
     sizes = [BOUNDS["batch_sizes"].check(size) for size in parse_int_list(batch_sizes, "--batch-sizes")]
+    devices = values["devices"]
+    for size in sizes:  # every batch splits into equal blocks
+        devices = devices_check(devices, size, "--batch-sizes")
     if auto_reset not in AUTO_RESET:
         fail(f"unknown --auto-reset {auto_reset!r}: valid values are 'on', 'off' or 'both'")
     if vs not in (None, "gymnax"):
@@ -131,12 +138,12 @@ def kernels(
     for name in names:
         for size in sizes:
             for reset in resets:
-                cells.append(bk.Cell("agentlab", name, size, stochasticity, reset))
+                cells.append(bk.Cell("agentlab", name, size, stochasticity, reset, devices))
             if vs == "gymnax" and stochasticity == "plain":
-                cells.append(bk.Cell("gymnax", name, size))
+                cells.append(bk.Cell("gymnax", name, size, devices=devices))
         if profiles:
             for spec in bk.profile_specs(name).values():
-                cells.append(bk.Cell("agentlab", name, max(sizes), spec, True))
+                cells.append(bk.Cell("agentlab", name, max(sizes), spec, True, devices))
 
     config_record = {
         "envs": names,
@@ -148,6 +155,7 @@ def kernels(
         "auto_reset": auto_reset,
         "vs": vs,
         "seed": seed,
+        **({"devices": devices} if devices > 1 else {}),  # run directories of one device record none
     }
     out = out or default_out("bench-kernels")
     with rundir.open_run(out, "bench kernels", config_record, resume=resume, force=force, resumable=True) as run_dir:
@@ -180,7 +188,7 @@ def _bench(run_dir, out, cells, names, sizes, steps, repeats, stochasticity, pro
                 progress.update(
                     task, description=f"compile {cell.impl} {cell.env} x{cell.batch_size} {cell.stochasticity}"
                 )
-                prepared[cell] = bk.prepare(bk.kernel_for(cell), cell.batch_size, steps, seed)
+                prepared[cell] = bk.prepare(bk.kernel_for(cell), cell.batch_size, steps, seed, cell.devices)
             progress.update(task, description=f"time {env_name} ({len(group)} measurements, {repeats} rounds)")
             results = bk.time_interleaved(prepared, repeats)
             for cell in group:
@@ -193,6 +201,7 @@ def _bench(run_dir, out, cells, names, sizes, steps, repeats, stochasticity, pro
                         "auto_reset": cell.auto_reset,
                         "steps": steps,
                         "seed": seed,
+                        "devices": cell.devices,
                         "step": cell.batch_size * steps,
                         **results[cell],
                         "wall_seconds": time.perf_counter() - started,
@@ -231,6 +240,7 @@ def summarise(frame, names: list[str], largest: int, stochasticity: str, profile
         return float(hit["steps_per_second"][0]) if hit.height else None
 
     summary: dict = {"largest_batch_size": largest, "compile_seconds": float(frame["compile_seconds"].sum())}
+    summary["devices"] = int(frame["devices"][0]) if "devices" in frame.columns else 1
     for env in names:
         ours = rate("agentlab", env, stochasticity)
         if ours is None:

@@ -27,7 +27,8 @@ Stochasticity = Annotated[
         "--stochasticity",
         "-s",
         help="Stochasticity profiles, e.g. 'action:p=0.3' or 'sticky:p=0.1+mask:kind=crop,region=left,p=0.75'; "
-        "'plain' for none. `agentlab envs` lists each game's event modes and mask regions.",
+        "'plain' for none. Atari-style games: the whole taxonomy (`agentlab envs` lists each game's event modes and "
+        "mask regions); every other kernel: action, sticky, drift and mask:kind=dropout,p=P (vector observations).",
     ),
 ]
 Out = Annotated[
@@ -50,6 +51,14 @@ Tensorboard = Annotated[
         "--tensorboard",
         help="Also write the metrics as TensorBoard scalars under RUN/tensorboard/ (one folder per seed); needs the "
         "tensorboard extra. A resumed run that had it keeps it.",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --executor ray: the Ray cluster to join (host:port, ray://host:port or auto); default "
+        "$RAY_ADDRESS, else a local Ray instance sized for this machine.",
     ),
 ]
 Config = Annotated[

@@ -17,7 +17,9 @@ GRAMMAR = {
         "event": "event:mode=NAME,p=P  (STORI type 2.1: a game-specific event; default p=0.25)",
         "drift": "drift:mode=sudden|cyclic,at=T,to=(SPEC)  (STORI type 2.2; default sudden, at=300)",
         "mask": "mask:kind=crop,region=left|right|top|bottom,p=P | mask:kind=torch,radius=R,centre=agent|random,p=P"
-        " | mask:kind=blackout,region=NAME,p=P  (STORI type 3.2)",
+        " | mask:kind=blackout,region=NAME,p=P  (STORI type 3.2; Atari-style games)"
+        " | mask:kind=dropout,p=P  (each feature of a vector observation hidden with prob. P; default p=0.1;"
+        " every other kernel)",
         "plain": "plain  (STORI type 3.1: the unmodified game)",
     },
 }

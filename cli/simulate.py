@@ -9,7 +9,8 @@ and a ``run(request) -> SimulationResult`` function. A new kernel (say `grid-cur
 Each kernel's sub-command has only the options that apply to it: ``--buyers`` where the kernel has a second role,
 ``--dlc`` where it has a discovery limit. Every value is checked before anything runs or is written: the shared
 options here (`EPISODES`, `STEPS`, `SEED`), the kernel's ``--param`` keys and values through the kernel's own
-`agentlab.limits.Bound` declarations, and the run's memory estimate (`agentlab.limits.check_memory`).
+`agentlab.limits.Bound` declarations, and the run's memory estimate (`agentlab.limits.check_memory`). ``--devices N``
+splits the episodes over N devices (`agentlab.studies.simulation.over_markets`; the outputs are the one-device ones).
 
 What a simulator computes is a library function (`agentlab.studies.crash.run_crash`, `...lemons.run_lemons`,
 `...grid.run_grid`) a notebook can call with a `SimulateRequest`; this command parses and checks the options, opens
@@ -114,6 +115,9 @@ _STEPS = Annotated[
     ),
 ]
 _PARAM = Annotated[str, typer.Option("--param", help="Numeric params overrides, e.g. shock_day=25.")]
+_DEVICES = Annotated[
+    int, typer.Option("--devices", help="Devices the episodes are split over (shard_map); divides --episodes.")
+]
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -140,6 +144,7 @@ def _command_for(simulator: Simulator) -> Callable[..., None]:
         _option("steps", _STEPS, 0),
         _option("param", _PARAM, ""),
         _option("seed", Seed, 0),
+        _option("devices", _DEVICES, 1),
         _option("out", Out, None),
         _option("force", Force, False),
         _option("json", Json, False),
@@ -148,14 +153,18 @@ def _command_for(simulator: Simulator) -> Callable[..., None]:
 
     @handle_errors
     def command(**options: Any) -> None:
+        from agentlab import devices
+
+        markets = EPISODES.check(options["markets"])
         request = SimulateRequest(
             policies=parse_mix(options["policies"], first_names, "--policies", simulator.max_agents),
             buyers=parse_mix(options["buyers"], second[1], "--buyers", simulator.max_agents) if second else (),
             dlc=options.get("dlc"),
-            markets=EPISODES.check(options["markets"]),
+            markets=markets,
             steps=STEPS.check(options["steps"]),
             seed=SEED.check(options["seed"]),
             params=parse_params(options["param"]),
+            devices=devices.check(options["devices"], markets, "--episodes (--markets, --events)"),
         )
         execute(simulator, request, options["out"], options["force"], options["json"], options["quiet"])
 

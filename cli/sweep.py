@@ -16,8 +16,10 @@ from agentlab.cli.common import (
     Json,
     Out,
     Quiet,
+    RayAddress,
     Resume,
     Seed,
+    choice,
     counted_columns,
     default_out,
     fail,
@@ -27,6 +29,7 @@ from agentlab.cli.common import (
     progress_display,
 )
 from agentlab.cli.common import print_json as print_summary
+from agentlab.executors import EXECUTORS
 
 app = typer.Typer(
     help="Parameter sweeps and studies into a run directory: `agentlab sweep synergy`, `agentlab sweep mamql`, "
@@ -35,6 +38,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 GRID = "a list (3,5,7) or a range start:stop:count"
+ExecutorOption = Annotated[
+    choice("Executor", EXECUTORS),
+    typer.Option("--executor", help="Where the units run: local (in process) or ray (one Ray task per unit)."),
+]
 
 
 @app.command("synergy")
@@ -63,7 +70,8 @@ def synergy(
         float, typer.Option("--budget-message-length", help="Message length m (tokens) in the budget accounting.")
     ] = 200.0,
     trials: Annotated[int, typer.Option("--trials", "-n", help="Monte Carlo trials per cell.")] = 100_000,
-    executor: Annotated[str, typer.Option("--executor", help="local (in process) or ray.")] = "local",
+    executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = False,
@@ -75,11 +83,11 @@ def synergy(
     (one row per cell and depth: mu_mc +- mu_se beside the recursion mu_theory and the clipped predictor),
     budget.parquet (x*, B*, tree vs single agent at equal budget), summary.json (phase agreement, speed) and
     plots/ (phase diagram, accuracy vs depth, tree vs single agent, x* vs budget)."""
-    from agentlab import rundir
+    from agentlab import executors, rundir
     from agentlab.synergy.sweep import SweepConfig, check_cells
 
-    if executor not in ("local", "ray"):
-        fail(f"--executor must be 'local' or 'ray', got {executor!r}")
+    executor = executor.value
+    executors.check_executor(executor, ray_address)
     config = SweepConfig(
         fan_ins=tuple(parse_grid(fan_in, "--fan-in", int)),
         rhos=tuple(parse_grid(rho, "--rho")),
@@ -101,8 +109,11 @@ def synergy(
     if resume:
         rundir.check_resume_config(out, record)
         check_cells(out, config)  # a truncated or corrupt unit file: one line naming it, nothing touched
-    with rundir.open_run(out, "sweep synergy", record, resume=resume, force=force, resumable=True) as work:
-        summary = _run(config, work, executor=executor, quiet=quiet)
+    with (
+        executors.session(executor, ray_address),  # a cluster it cannot join is refused before anything is written
+        rundir.open_run(out, "sweep synergy", record, resume=resume, force=force, resumable=True) as work,
+    ):
+        summary = _run(config, work, executor=executor, ray_address=ray_address, quiet=quiet)
     if json:
         print_summary(summary)
     if not quiet:
@@ -114,7 +125,7 @@ def synergy(
         )
 
 
-def _run(config, out: Path, *, executor: str, quiet: bool) -> dict:
+def _run(config, out: Path, *, executor: str, ray_address: str | None, quiet: bool) -> dict:
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from agentlab import rundir
@@ -133,7 +144,11 @@ def _run(config, out: Path, *, executor: str, quiet: bool) -> dict:
     with progress_display(*columns, quiet=quiet) as progress:
         task = progress.add_task("units", total=total)
         computed, skipped = work.run_units(
-            config, out, executor=executor, on_unit=lambda done: progress.update(task, completed=done)
+            config,
+            out,
+            executor=executor,
+            ray_address=ray_address,
+            on_unit=lambda done: progress.update(task, completed=done),
         )
     table = work.collect(out, config)
     rundir.write_parquet(out / "metrics.parquet", table)
@@ -170,7 +185,8 @@ def mamql(
     conv_channels: Annotated[str, typer.Option("--conv-channels", help="Neural conv torso channels.")] = "64,64",
     conv_kernels: Annotated[str, typer.Option("--conv-kernels", help="Neural conv kernel sizes.")] = "5,3",
     eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="Neural: episodes per evaluation.")] = 64,
-    executor: Annotated[str, typer.Option("--executor", help="local (in process) or ray.")] = "local",
+    executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = False,
@@ -182,12 +198,12 @@ def mamql(
     per cell (runs/), resumable, local or Ray: metrics.parquet (a row per cell), summary.json (per algorithm and
     budget the mean over seeds with 95% intervals, and MAMQL's return over joint-critic IQ-Learn's) and
     plots/return_vs_expert_steps.png."""
-    from agentlab import rundir
+    from agentlab import executors, rundir
     from agentlab.kernels.names import options_record, parse_env_options
     from agentlab.studies import mamql as study
 
-    if executor not in ("local", "ray"):
-        fail(f"--executor must be 'local' or 'ray', got {executor!r}")
+    executor = executor.value
+    executors.check_executor(executor, ray_address)
     config = study.StudyConfig(
         env=env,
         env_options=options_record(parse_env_options(env_option)),
@@ -210,13 +226,20 @@ def mamql(
     if resume:
         rundir.check_resume_config(out, record)
     started = time.perf_counter()
-    with rundir.open_run(out, "sweep mamql", record, resume=resume, force=force, resumable=True) as work:
+    with (
+        executors.session(executor, ray_address),
+        rundir.open_run(out, "sweep mamql", record, resume=resume, force=force, resumable=True) as work,
+    ):
         with progress_display(*counted_columns("[bold]sweep mamql[/bold]", "units"), quiet=quiet) as progress:
             data_task = progress.add_task("datasets", total=config.seeds)
             study.collect_data(config, work, on_seed=lambda done: progress.update(data_task, completed=done))
             task = progress.add_task("cells", total=len(study.units(config, work)))
             computed, skipped = study.run(
-                config, work, executor=executor, on_unit=lambda done: progress.update(task, completed=done)
+                config,
+                work,
+                executor=executor,
+                ray_address=ray_address,
+                on_unit=lambda done: progress.update(task, completed=done),
             )
         frame = study.table(config, work)
         rundir.write_parquet(work / "metrics.parquet", frame)
@@ -248,8 +271,11 @@ def pgd(
     windows: Annotated[int, typer.Option("--windows", help="Windows (and rollouts) sampled per point.")] = 256,
     sample_steps: Annotated[int, typer.Option("--sample-steps", help="Diffusion sampler steps.")] = 32,
     model_updates: Annotated[int, typer.Option("--model-updates", help="World-model training updates.")] = 10_000,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
     seed: Seed = 0,
     out: Out = None,
+    resume: Resume = False,
     force: Force = False,
     json: Json = False,
     quiet: Quiet = False,
@@ -257,12 +283,15 @@ def pgd(
     """The PGD trade-off (Jackson et al. 2024, exact here): dynamics error of synthetic transitions against the
     kernel's true next state, against the target policy's log-likelihood of their actions, for policy-guided
     diffusion at each guidance strength and an autoregressive world model at each rollout horizon:
-    tradeoff.parquet, summary.json (with the comparison at matched likelihood) and plots/tradeoff.png.
+    tradeoff.parquet, summary.json (with the comparison at matched likelihood) and plots/tradeoff.png. Each
+    guidance strength is one unit, the world model (all horizons) another (points/), resumable, local or Ray.
 
     Example: agentlab sweep pgd --diffusion runs/pgd-umaze --target runs/td3bc-umaze --out runs/tradeoff-umaze"""
-    from agentlab import rundir
+    from agentlab import executors, rundir
     from agentlab.studies import pgd as study
 
+    executor = executor.value
+    executors.check_executor(executor, ray_address)
     config = study.TradeoffConfig(
         diffusion=str(diffusion) if diffusion is not None else "",
         target=str(target) if target is not None else "",
@@ -274,13 +303,23 @@ def pgd(
         seed=seed,
     ).validate()
     out = Path(out or default_out("sweep-pgd"))
-    rundir.check_out(out, force=force)
+    rundir.check_out(out, resume=resume, force=force)
+    if resume:
+        rundir.check_resume_config(out, config.record())
+        study.check_points(config, out)  # a truncated or corrupt unit file: one line naming it, nothing touched
     inputs = study.load_inputs(config)  # checked before anything is shown or written
     total = len(config.guidance) + len(config.horizons)
     with progress_display(*counted_columns("[bold]sweep pgd[/bold]", "points"), quiet=quiet) as progress:
         task = progress.add_task("points", total=total)
         summary = study.run(
-            config, out, force=force, inputs=inputs, on_point=lambda done, _: progress.update(task, completed=done)
+            config,
+            out,
+            force=force,
+            resume=resume,
+            inputs=inputs,
+            executor=executor,
+            ray_address=ray_address,
+            on_point=lambda done, _: progress.update(task, completed=done),
         )
     if json:
         print_summary(summary)

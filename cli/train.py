@@ -15,9 +15,11 @@ from agentlab.cli.common import (
     Json,
     Out,
     Quiet,
+    RayAddress,
     Resume,
     Seed,
     Stochasticity,
+    choice,
     default_out,
     deferred_progress,
     fail,
@@ -26,6 +28,7 @@ from agentlab.cli.common import (
     print_json,
 )
 from agentlab.errors import choices
+from agentlab.executors import EXECUTORS
 
 app = typer.Typer(
     help="Train a learner into a run directory: `agentlab train ppo` (any kernel).",
@@ -39,6 +42,7 @@ FLAG_FIELDS = {
     "steps": "total_steps",
     "seeds": "seeds",
     "seed": "seed",
+    "devices": "devices",
 }
 
 
@@ -103,8 +107,11 @@ def ppo(
     env_option: EnvOption = None,
     stochasticity: Stochasticity = "plain",
     steps: Annotated[int, typer.Option("--steps", help="Environment steps per seed.")] = 1_000_000,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds trained side by side in one call (vmap).")] = 1,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Seeds trained side by side in one call (vmap), or as Ray tasks.")
+    ] = 1,
     seed: Seed = 0,
+    devices: Annotated[int, typer.Option("--devices", help="Devices the environments are split over (shard_map).")] = 1,
     config: Config = None,
     out: Out = None,
     resume: Resume = False,
@@ -119,13 +126,26 @@ def ppo(
             "needs the tensorboard extra.",
         ),
     ] = False,
+    executor: Annotated[
+        choice("Executor", EXECUTORS) | None,
+        typer.Option(
+            "--executor",
+            help="local: the seeds vmapped in this process; ray: one Ray task per seed, each into RUN/seeds/seed-K/, "
+            "merged into RUN when all are done (--resume continues the unfinished seeds). Default: local, or what "
+            "the resumed run recorded.",
+        ),
+    ] = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Train a policy (PPO) on a kernel: a run directory with config.json, metrics.parquet (one row per seed
     and update), summary.json, plots/learning_curve.png and checkpoints/ (npz, no pickle). --config takes
     a TOML file with any PPO field (num_envs, num_steps, lr, update_epochs, hidden = [64, 64], ...)."""
-    from agentlab import rundir
+    from agentlab import executors, rundir
     from agentlab.rl import training
 
+    executor = executor.value if executor is not None else None
+    if executor is not None:  # else the resumed run's recorded executor, checked by training.train
+        executors.check_executor(executor, ray_address)
     if tensorboard:
         from agentlab import tensorboard as agentlab_tensorboard
 
@@ -137,6 +157,7 @@ def ppo(
         "steps": steps,
         "seeds": seeds,
         "seed": seed,
+        "devices": devices,
     }
     base = None
     if resume:
@@ -145,7 +166,7 @@ def ppo(
         rundir.check_out(out, resume=True)
         base = training.config_from_record(rundir.load_record(out, "train ppo")["config"])
     ppo_config = resolve_config(ctx, flags, config, base)
-    out = out or default_out(f"train-{ppo_config.env}")
+    out = out or default_out(f"train-{ppo_config.env.replace(':', '-')}")
     rundir.check_out(out, resume=resume, force=force)  # before the progress bar: errors come first
 
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -175,7 +196,14 @@ def ppo(
             )
 
         summary = training.train(
-            ppo_config, Path(out), resume=resume, force=force, on_chunk=on_chunk, tensorboard=tensorboard
+            ppo_config,
+            Path(out),
+            resume=resume,
+            force=force,
+            on_chunk=on_chunk,
+            tensorboard=tensorboard,
+            executor=executor,
+            ray_address=ray_address,
         )
     if json:
         print_json(summary)

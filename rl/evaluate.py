@@ -479,12 +479,12 @@ def _about(run: Path, error: Exception) -> UsageError:
 
 
 def run_config(run: Path) -> PPOConfig:
-    """The PPOConfig the run recorded: not a run directory, not a `train ppo` run or a corrupt
-    config.json -> one line naming the run."""
+    """The PPOConfig the run recorded, on one device (a policy trained over several is evaluated on one device of
+    any machine): not a run directory, not a `train ppo` run or a corrupt config.json -> one line naming the run."""
     from agentlab.rl import training
 
     try:
-        return training.config_from_record(rundir.load_record(run, "train ppo")["config"])
+        return training.config_from_record({**rundir.load_record(run, "train ppo")["config"], "devices": 1})
     except UsageError as error:
         raise _about(run, error) from None
 

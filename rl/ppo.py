@@ -20,6 +20,12 @@ microseconds and compiles each call site separately (about a quarter of a second
 ``jax.random.permutation`` as two sorts: per step and per epoch they were about a tenth of an
 update's work, and the threefry call sites about a quarter of the compile time. The draws are tested
 against their distributions (tests/test_sampling.py).
+
+Devices: with ``devices > 1`` each update runs under `jax.shard_map` over a one-axis mesh (`agentlab.devices`):
+the environments are split into equal blocks that keep their one-device keys and action draws, the rollout is
+gathered once per update, and each minibatch (the one-device minibatch) is split into equal slices whose gradients
+are averaged (`PPO.update`). Rollouts are the one-device rollouts; parameters and losses agree to float
+reassociation (1e-5 relative after two updates, tests/test_devices.py).
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ import jax.numpy as jnp
 import optax
 
 from agentlab import compiler, hashing, limits
+from agentlab import devices as agentlab_devices
 from agentlab.errors import UsageError, choices
 from agentlab.kernels import make
-from agentlab.kernels.atari import GAMES
 from agentlab.kernels.names import canonical_id
 from agentlab.kernels.pytree import pytree_dataclass
 from agentlab.kernels.spaces import Discrete
@@ -78,7 +84,7 @@ class PPOConfig:
 
     env: str = "breakout"  # a registered kernel id (an alias is stored as its id)
     env_options: tuple[tuple[str, Any], ...] = ()  # the kernel's make() options (``--env-option``), sorted pairs
-    stochasticity: str = "plain"  # taxonomy profiles of the training environment (Atari-style games)
+    stochasticity: str = "plain"  # taxonomy profiles of the training environment (generic kinds on other kernels)
     max_episode_steps: int | None = None  # None: the kernel's own limit, else 1000 (3000 for freeway)
     total_steps: int = 1_000_000  # environment steps per seed
     num_envs: int = 64
@@ -99,6 +105,7 @@ class PPOConfig:
     seeds: int = 1  # seeds trained side by side (vmap)
     seed: int = 0  # seed s of the K trained is seed + s
     updates_per_chunk: int = 8  # updates per jitted call (progress, checkpoints and resume happen between)
+    devices: int = 1  # devices the environments and each minibatch are split over (`agentlab.devices`); 1: one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", canonical_id(self.env))
@@ -164,8 +171,12 @@ class PPOConfig:
                 f"env_options must be (name, value) pairs of kernel options other than "
                 f"{', '.join(RESERVED_OPTIONS)}, got {self.env_options!r}"
             )
-        if self.env not in GAMES and self.stochasticity not in ("plain", "", "none"):
-            raise UsageError(f"{self.env} has no stochasticity profiles: use --stochasticity plain")
+        agentlab_devices.check(self.devices, self.num_envs, "num_envs")
+        if self.devices > 1 and (self.batch_size // self.num_minibatches) % self.devices:
+            raise UsageError(
+                f"--devices {self.devices} does not divide the minibatch of num_envs x num_steps / num_minibatches = "
+                f"{self.batch_size // self.num_minibatches} rows: use a number of devices that divides it"
+            )
         env, params = make_env(self)  # an unknown kernel or a bad stochasticity string raises here
         check_memory(self, env, params)
         return self
@@ -188,8 +199,7 @@ def check_memory(config: PPOConfig, env, params) -> None:
 def make_env(config: PPOConfig):
     """The training environment (auto-reset on, `config.time_limit`) and its params."""
     options: dict[str, Any] = {**dict(config.env_options), "max_steps": config.time_limit}
-    if config.env in GAMES:
-        options["stochasticity"] = config.stochasticity
+    options["stochasticity"] = config.stochasticity  # the taxonomy (Atari games) or the generic kinds (the others)
     return make(config.env, **options)
 
 
@@ -353,20 +363,29 @@ class PPO:
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
     # -- one update --------------------------------------------------------------------------------
-    def _rollout(self, state: RunnerState) -> tuple[RunnerState, Transition]:
+    def _rollout(self, state: RunnerState, shard: bool = False) -> tuple[RunnerState, Transition]:
+        """`num_steps` steps of every environment; with `shard` (inside `update`'s `shard_map`), of this device's
+        block of ``num_envs / devices`` environments, with the keys and action draws they have on one device."""
         cfg = self.config
         step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
         # One key per rollout; each step's keys are cheap counter-based derivations of it
         # (agentlab.hashing): the action draw's stream 0 and one stream per environment.
         key, k_rollout = hashing.split_key(state.key)
-        env_streams = jnp.arange(1, cfg.num_envs + 1, dtype=jnp.uint32)
+        lanes = cfg.num_envs // cfg.devices if shard else cfg.num_envs
+        first = jax.lax.axis_index(agentlab_devices.AXIS) * lanes if shard else 0  # this block's first environment
+        env_streams = jnp.arange(1, lanes + 1, dtype=jnp.uint32) + jnp.uint32(first)
 
         def one_step(state: RunnerState, t: jax.Array):
             k_step = hashing.derive_key(k_rollout, t)
             policy, value = self.policy_value(state.params, state.obs)
-            action = self.sample(hashing.derive_key(k_step, 0), policy)
+            if shard:  # the draws of the whole batch (counter words by row), this block's rows of them
+                everyone = jax.lax.all_gather(policy, agentlab_devices.AXIS, tiled=True)
+                action = self.sample(hashing.derive_key(k_step, 0), everyone)
+                action = jax.lax.dynamic_slice_in_dim(action, first, lanes)
+            else:
+                action = self.sample(hashing.derive_key(k_step, 0), policy)
             log_prob = self.log_prob(policy, action)
-            env_keys = hashing.derive_key(jnp.broadcast_to(k_step, (cfg.num_envs, *k_step.shape)), env_streams)
+            env_keys = hashing.derive_key(jnp.broadcast_to(k_step, (lanes, *k_step.shape)), env_streams)
             obs, env_state, reward, terminated, truncated, info = step(
                 env_keys, state.env_state, action, self.env_params
             )
@@ -408,7 +427,10 @@ class PPO:
         state, traj = jax.lax.scan(one_step, state, jnp.arange(cfg.num_steps, dtype=jnp.uint32))
         return state.replace(key=key), traj
 
-    def _loss(self, params, batch: dict[str, jax.Array]):
+    def _loss(self, params, batch: dict[str, jax.Array], shard: bool = False):
+        """The clipped-surrogate loss of a minibatch and its parts. With `shard`, `batch` is this device's equal
+        slice of the minibatch: the advantages are normalised by the whole minibatch's mean and standard deviation
+        (`pmean`), so the mean of the devices' losses (and gradients) is the whole minibatch's."""
         cfg = self.config
         policy, value = self.policy_value(params, batch["obs"], batch.get("mask"))
         log_prob = self.log_prob(policy, batch["action"])
@@ -417,7 +439,12 @@ class PPO:
             jnp.maximum((value - batch["returns"]) ** 2, (value_clipped - batch["returns"]) ** 2)
         )
         advantages = batch["advantages"]
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if shard:
+            mean = jax.lax.pmean(advantages.mean(), agentlab_devices.AXIS)
+            std = jnp.sqrt(jax.lax.pmean(jnp.mean(jnp.square(advantages - mean)), agentlab_devices.AXIS))
+            advantages = (advantages - mean) / (std + 1e-8)
+        else:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         log_ratio = log_prob - batch["log_prob"]
         ratio = jnp.exp(log_ratio)
         actor_loss = -jnp.mean(
@@ -435,42 +462,87 @@ class PPO:
         return total, extras
 
     def update(self, state: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """One PPO update: rollout, GAE, epochs of minibatch steps. Returns per-update metrics."""
+        """One PPO update: rollout, GAE, epochs of minibatch steps. Returns per-update metrics.
+
+        With ``devices > 1`` the update runs under `jax.shard_map` on `agentlab.devices.mesh`: each device steps its
+        block of environments (the keys and draws they have on one device) and computes their advantages; the
+        rollout is gathered on every device (one all-gather per update), every device draws the same minibatch
+        order and takes its equal slice of each minibatch, and the gradients, losses and episode statistics are
+        averaged or summed over devices. So the minibatches are the one-device run's and the result is the
+        one-device result up to float reassociation in those reductions."""
+        if self.config.devices == 1:
+            return self._update(state)
+        from jax.sharding import PartitionSpec
+
+        lanes, whole = PartitionSpec(agentlab_devices.AXIS), PartitionSpec()
+        spec = RunnerState(
+            params=whole,
+            opt_state=whole,
+            env_state=lanes,
+            obs=lanes,
+            episode_return=lanes,
+            episode_length=lanes,
+            key=whole,
+            update=whole,
+        )
+        sharded = jax.shard_map(
+            lambda s: self._update(s, shard=True),
+            mesh=agentlab_devices.mesh(self.config.devices),
+            in_specs=(spec,),
+            out_specs=(spec, whole),
+            # The replicated outputs (parameters, optimiser, keys, metrics) are the same on every device by
+            # construction (pmean and psum). JAX 0.10's check fails on a `lax.cond` under `vmap` over seeds.
+            check_vma=False,
+        )
+        return sharded(state)
+
+    def _update(self, state: RunnerState, shard: bool = False) -> tuple[RunnerState, dict[str, jax.Array]]:
         cfg = self.config
-        state, traj = self._rollout(state)
+        state, traj = self._rollout(state, shard)
         _, last_value = self.network.apply(state.params, state.obs)
         next_value = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
         next_value = jnp.where(traj.truncated, traj.final_value, next_value)
         done = traj.terminated | traj.truncated
         advantages, returns = gae(traj.reward, traj.value, next_value, traj.terminated, done, cfg.gamma, cfg.gae_lambda)
+        rollout = {
+            "obs": traj.obs,
+            "action": traj.action,
+            "log_prob": traj.log_prob,
+            "value": traj.value,
+            "advantages": advantages,
+            "returns": returns,
+        }
+        if shard:  # every device holds the whole rollout (time, environments, ...) in the one-device order
+            rollout = jax.tree.map(lambda x: jax.lax.all_gather(x, agentlab_devices.AXIS, axis=1, tiled=True), rollout)
 
         # Flatten time, environments (and agents) into one batch of rows.
-        rows = math.prod(traj.value.shape)
-        lead = traj.value.ndim
+        rows = math.prod(rollout["value"].shape)
+        lead = rollout["value"].ndim
 
         def flat(x: jax.Array) -> jax.Array:
             return x.reshape(rows, *x.shape[lead:])
 
-        batch = {  # multi-agent: obs (T, N, agents, ...) flattens like the value's (T, N, agents)
-            "obs": flat(traj.obs),
-            "action": flat(traj.action),
-            "log_prob": flat(traj.log_prob),
-            "value": flat(traj.value),
-            "advantages": flat(advantages),
-            "returns": flat(returns),
-        }
+        # multi-agent: obs (T, N, agents, ...) flattens like the value's (T, N, agents)
+        batch = jax.tree.map(flat, rollout)
         if self.action_mask is not None:  # each row's agent's mask, (rows, num_actions)
-            batch["mask"] = flat(jnp.broadcast_to(self.action_mask, (*traj.value.shape, self.action_mask.shape[-1])))
+            shape = (*rollout["value"].shape, self.action_mask.shape[-1])
+            batch["mask"] = flat(jnp.broadcast_to(self.action_mask, shape))
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        slice_rows = rows // cfg.num_minibatches // cfg.devices  # a device's rows of each minibatch (with shard)
 
         def epoch(carry, index):
             params, opt_state = carry
-            order = shuffle_order(hashing.derive_key(k_epochs, index), rows)
-            shuffled = jax.tree.map(lambda x: x[order].reshape(cfg.num_minibatches, -1, *x.shape[1:]), batch)
+            order = shuffle_order(hashing.derive_key(k_epochs, index), rows).reshape(cfg.num_minibatches, -1)
+            if shard:  # this device's equal slice of every minibatch
+                first_row = jax.lax.axis_index(agentlab_devices.AXIS) * slice_rows
+                order = jax.lax.dynamic_slice_in_dim(order, first_row, slice_rows, axis=1)
+            shuffled = jax.tree.map(lambda x: x[order], batch)
 
             def minibatch(carry, mb):
                 params, opt_state = carry
-                (loss, extras), grads = grad_fn(params, mb)
+                (loss, extras), grads = grad_fn(params, mb, shard)
+                if shard:  # the whole minibatch's mean loss and gradient: the mean over equal slices
+                    (loss, extras, grads) = jax.lax.pmean((loss, extras, grads), agentlab_devices.AXIS)
                 updates, opt_state = self.optimizer.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **extras}
 
@@ -480,19 +552,23 @@ class PPO:
         (params, opt_state), info = jax.lax.scan(
             epoch, (state.params, state.opt_state), jnp.arange(cfg.update_epochs, dtype=jnp.uint32)
         )
-        finished = traj.finished.sum()
+
+        def total(x: jax.Array) -> jax.Array:  # over the whole batch of environments (every device's block)
+            return jax.lax.psum(x.sum(), agentlab_devices.AXIS) if shard else x.sum()
+
+        finished = total(traj.finished)
         episodes = jnp.maximum(finished, 1)
         per_env_return = traj.finished_return if not self.env.multi_agent else traj.finished_return.mean(axis=-1)
         metrics = {
-            "episode_return": jnp.where(finished > 0, per_env_return.sum() / episodes, jnp.nan),
-            "episode_length": jnp.where(finished > 0, traj.finished_length.sum() / episodes, jnp.nan),
+            "episode_return": jnp.where(finished > 0, total(per_env_return) / episodes, jnp.nan),
+            "episode_length": jnp.where(finished > 0, total(traj.finished_length) / episodes, jnp.nan),
             "episodes": finished,
             "learning_rate": self.schedule(state.update * self.steps_per_update),
             **jax.tree.map(jnp.mean, info),
             # A kernel's per-episode outcome metrics (e.g. grid-curtailment's), averaged over finished episodes.
             **{
                 f"episode/{name}": jnp.where(
-                    finished > 0, jnp.where(traj.finished, value.astype(jnp.float32), 0.0).sum() / episodes, jnp.nan
+                    finished > 0, total(jnp.where(traj.finished, value.astype(jnp.float32), 0.0)) / episodes, jnp.nan
                 )
                 for name, value in traj.episode_metrics.items()
             },

@@ -3,12 +3,24 @@ run directory after every chunk, and resumes from it.
 
 Resuming gives exactly the run an uninterrupted run gives: the checkpoint holds the whole learner
 state (parameters, optimiser, environments, keys), and both runs make the same chunk calls.
+
+With ``executor="ray"`` (`agentlab train ppo --executor ray`) each seed s is one Ray task training
+``PPOConfig(seeds=1, seed=seed + s)`` into its own sub-run ``RUN/seeds/seed-K/`` (K = seed + s, a whole
+train ppo run directory, checkpointed after every chunk); when every seed is done, the driver merges them into
+the run directory a local run writes: ``metrics.parquet`` (rows in the local run's order), ``summary.json``
+(with ``"executor": "ray"``), the learning curve and ``checkpoints/latest.npz`` (the seeds' states stacked,
+so `eval`, `load_run` and ``data collect --policy RUN`` read it as a local run's). ``config.json`` records
+``"executor": "ray"``; ``--resume`` keeps it, skips the seeds whose sub-run is finished and resumes each other
+sub-run from its last checkpoint (also what a retried task does after its worker died). A seed's metrics equal
+seed s of the vmapped local run to float32 rounding (XLA sums in another order with the seed axis batched):
+episode statistics are equal, losses within 1e-4 of the metric's scale over the run (`tests/test_ray.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from agentlab import compiler, rundir
+from agentlab import compiler, executors, rundir
 from agentlab import tensorboard as agentlab_tensorboard
 from agentlab.errors import UsageError
 from agentlab.kernels.names import options_record
@@ -25,6 +37,7 @@ from agentlab.rl import checkpoint
 from agentlab.rl.ppo import PPO, PPOConfig, seed_keys
 
 CHECKPOINT = "checkpoints/latest.npz"
+SEEDS = "seeds"  # a Ray run's per-seed sub-runs: RUN/seeds/seed-K/
 METRIC_COLUMNS = (
     "episode_return",
     "episode_length",
@@ -44,6 +57,8 @@ def config_record(config: PPOConfig) -> dict[str, Any]:
     record["hidden"] = list(config.hidden)
     record["env_options"] = dict(config.env_options)
     record["algorithm"] = "ppo"
+    if config.devices == 1:  # as run directories from before --devices record it: they resume unchanged
+        del record["devices"]
     return record
 
 
@@ -79,8 +94,14 @@ def train(
     force: bool = False,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
     tensorboard: bool = False,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Train `config.seeds` seeds side by side into the run directory `out`; return the summary.
+
+    `executor`: ``local`` (the seeds `vmap`-ed in this process) or ``ray`` (one Ray task per seed, on the cluster
+    at `ray_address`, else ``RAY_ADDRESS``, else a local instance: see the module docstring); None: ``local``, or
+    what a resumed run recorded.
 
     `on_chunk` receives ``{"step", "total_steps", "steps_per_second", "episode_return"}`` once when the run
     is loaded and checked (before compiling), then after every chunk (for a progress bar, which therefore
@@ -91,18 +112,138 @@ def train(
     """
     config = dataclasses.replace(config, updates_per_chunk=chunk_size(config)).validate()
     record = config_record(config)
+    recorded = ((rundir.run_record(out) or {}).get("config") or {}) if resume else {}
     if resume and not tensorboard:
-        tensorboard = bool(((rundir.run_record(out) or {}).get("config") or {}).get("tensorboard"))
+        tensorboard = bool(recorded.get("tensorboard"))
+    if executor is None:
+        executor = recorded.get("executor", "local")
+    executors.check_executor(executor, ray_address)
+    if executor == "ray":
+        record["executor"] = "ray"  # local runs record nothing: their config.json stays as agentlab 0.1.0 wrote it
     if tensorboard:
         agentlab_tensorboard.require()
         record["tensorboard"] = True
     ignore = (*rundir.RESUME_IGNORES, "tensorboard")
     with (
+        executors.session(executor, ray_address),  # a cluster it cannot join is refused before anything is written
         rundir.open_run(out, "train ppo", record, resume=resume, force=force, resumable=True, ignore=ignore) as work,
         contextlib.ExitStack() as stack,
     ):
         board = stack.enter_context(agentlab_tensorboard.ScalarWriter(work / "tensorboard")) if tensorboard else None
+        if executor == "ray":
+            return _train_ray(config, work, on_chunk, board, ray_address)
         return _train(config, work, resume, on_chunk, board=board)
+
+
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    """The sub-run of seed `seed` (``config.seed + s``) in a Ray run."""
+    return Path(run_dir) / SEEDS / f"seed-{seed}"
+
+
+def seed_config(config: PPOConfig, s: int) -> PPOConfig:
+    """Seed s of `config` on its own: ``seeds=1, seed=config.seed + s`` (its key is ``seed_keys(config)[s]``)."""
+    return dataclasses.replace(config, seeds=1, seed=config.seed + s)
+
+
+def train_seed(work: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    """The body of one seed's Ray task: train the sub-run ``work = (config_record(seed_config(..)), path)``, resuming
+    what is on disk (a retried task after its worker died continues from the last checkpoint); its summary."""
+    record, path = work
+    config, path = config_from_record(record), Path(path)
+    resume = rundir.run_record(path) is not None
+    if not resume and path.exists():  # killed before its config.json was written: nothing to keep
+        shutil.rmtree(path)
+    return train(config, path, resume=resume, executor="local")
+
+
+def _seed_finished(path: Path, config: PPOConfig) -> dict[str, Any] | None:
+    """The summary of a finished sub-run (its checkpoint after every update), else None."""
+    try:
+        meta = rundir.read_json(path / CHECKPOINT.replace(".npz", ".json"))
+        summary = rundir.read_json(path / "summary.json")
+    except (OSError, ValueError):
+        return None
+    done = isinstance(meta, dict) and meta.get("update") == config.num_updates
+    return summary if done and isinstance(summary, dict) else None
+
+
+def _train_ray(
+    config: PPOConfig,
+    run_dir: Path,
+    on_chunk: Callable[[dict[str, Any]], None] | None,
+    board: agentlab_tensorboard.ScalarWriter | None,
+    ray_address: str | None,
+) -> dict[str, Any]:
+    """Every seed as a Ray task into its sub-run (finished ones skipped), then the merged run directory."""
+    started = time.perf_counter()
+    total = config.num_updates * config.batch_size
+    summaries: dict[int, dict[str, Any]] = {}
+    todo = []
+    for s in range(config.seeds):
+        single = seed_config(config, s)
+        finished = _seed_finished(seed_dir(run_dir, single.seed), single)
+        if finished is not None:
+            summaries[s] = finished
+        else:
+            todo.append((str(s), (config_record(single), str(seed_dir(run_dir, single.seed)))))
+
+    def progress() -> None:
+        if on_chunk is not None:
+            done = len(summaries)
+            returns = [x["mean_return"] for x in summaries.values() if x.get("mean_return") is not None]
+            rates = [x["steps_per_second"] for x in summaries.values() if x.get("steps_per_second")]
+            on_chunk({"step": total * done // config.seeds, "total_steps": total,  # seeds done, in steps per seed
+                      "steps_per_second": float(np.mean(rates)) if rates else 0.0,
+                      "episode_return": float(np.mean(returns)) if returns else float("nan")})  # fmt: skip
+
+    progress()
+    (run_dir / SEEDS).mkdir(exist_ok=True)
+    results = executors.ray_map(train_seed, todo, address=ray_address)
+    with contextlib.closing(results):
+        for name, summary in results:
+            summaries[int(name)] = summary
+            progress()
+    return _merge_seeds(config, run_dir, [summaries[s] for s in range(config.seeds)], board, started)
+
+
+def _merge_seeds(
+    config: PPOConfig,
+    run_dir: Path,
+    summaries: list[dict[str, Any]],
+    board: agentlab_tensorboard.ScalarWriter | None,
+    started: float,
+) -> dict[str, Any]:
+    """The run directory of a local run from the finished sub-runs: metrics rows in the local order (chunk, seed,
+    update), the seeds' checkpoints stacked on the leading axis, the summary and the learning curve."""
+    import polars as pl
+
+    paths = [seed_dir(run_dir, config.seed + s) for s in range(config.seeds)]
+    frame = pl.concat([pl.read_parquet(path / "metrics.parquet") for path in paths], how="diagonal_relaxed")
+    order = (pl.col("update") // config.updates_per_chunk).alias("chunk")
+    frame = frame.with_columns(order).sort("chunk", "seed", "update", maintain_order=True).drop("chunk")
+    rundir.write_parquet(run_dir / "metrics.parquet", frame)
+    if board is not None:
+        board.write(frame.to_dicts())
+
+    template = PPO(config).init_seeds(seed_keys(config))
+    one = jax.tree.map(lambda leaf: leaf[:1], template)
+    states = [checkpoint.load(path / CHECKPOINT, one)[0] for path in paths]
+    stacked = jax.tree.map(lambda *leaves: np.concatenate([np.asarray(leaf) for leaf in leaves]), *states)
+    compile_seconds = max(x["compile_seconds"] for x in summaries)
+    run_seconds = max(x["train_seconds"] for x in summaries)
+    wall = time.perf_counter() - started
+    meta = {
+        "update": config.num_updates,
+        "step": config.num_updates * config.batch_size,
+        "wall_seconds": wall,
+        "compile_seconds": compile_seconds,
+        "metrics_rows": frame.height,
+    }
+    checkpoint.save(run_dir / CHECKPOINT, stacked, meta)
+    summary = {**summarise(frame, config, compile_seconds, run_seconds, wall), "executor": "ray"}
+    rundir.write_json(run_dir / "summary.json", summary)
+    plot_learning_curve(frame, run_dir / "plots" / "learning_curve.png", config)
+    return summary
 
 
 def _train(
@@ -324,9 +465,10 @@ def plot_learning_curve(frame, path: Path, config: PPOConfig) -> None:
 
 def load_run(run_dir: Path) -> tuple[PPOConfig, PPO, Any]:
     """``(config, learner, params)`` of a finished (or interrupted) training run; params have a
-    leading seed axis."""
+    leading seed axis. The config's ``devices`` is 1: a policy trained over several devices is the same policy,
+    evaluated (or played) on one device of any machine."""
     run_dir = Path(run_dir)
-    config = config_from_record(rundir.load_record(run_dir, "train ppo")["config"])
+    config = config_from_record({**rundir.load_record(run_dir, "train ppo")["config"], "devices": 1})
     if not (run_dir / CHECKPOINT).exists():
         raise UsageError(f"{run_dir} has no checkpoint yet ({CHECKPOINT})")
     learner = PPO(config)

@@ -35,7 +35,14 @@ from agentlab.kernels.markets.crash import (
     validate_crash_params,
 )
 from agentlab.kernels.mixes import expand
-from agentlab.studies.simulation import SimulateRequest, SimulationResult, check_params, eas_figure, mix_text
+from agentlab.studies.simulation import (
+    SimulateRequest,
+    SimulationResult,
+    check_params,
+    eas_figure,
+    mix_text,
+    over_markets,
+)
 from agentlab.timing import compile_and_run
 
 CRASH_CONSUMERS = 50
@@ -87,6 +94,7 @@ def run_crash(request: SimulateRequest) -> SimulationResult:
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
     env = MarketCrash(num_firms=firms, num_consumers=CRASH_CONSUMERS)
     batched = jax.vmap(lambda k, p, ids: simulate(k, env, p, ids, days), in_axes=(0, None, None))
+    batched = over_markets(batched, request, replicated=2)  # request.devices > 1: markets split over devices
     rows, compile_seconds, run_seconds = compile_and_run(
         batched, keys, params, policy_ids, compiler_options=compiler.options()
     )

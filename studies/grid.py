@@ -44,7 +44,7 @@ from agentlab.kernels.grid.policies import (
     simulate,
     validate_policy_params,
 )
-from agentlab.studies.simulation import SimulateRequest, SimulationResult, check_params, mix_text
+from agentlab.studies.simulation import SimulateRequest, SimulationResult, check_params, mix_text, over_markets
 
 
 def grid_bytes(events: int, rounds: int, participants: int) -> float:
@@ -103,11 +103,12 @@ def run_grid(request: SimulateRequest) -> SimulationResult:
     env, params, pp, ids = grid_setup(request.policies, request.params, request.steps, request.markets)
     deadline = int(params.deadline)
     events = request.markets
-    fn = compiler.jit(
-        lambda key, p, q: jax.vmap(lambda k: simulate(k, env, p, ids, deadline, policy_params=q))(
-            jax.random.split(key, events)
-        )
+    simulate_events = over_markets(  # request.devices > 1: events split over devices
+        lambda keys, p, q: jax.vmap(lambda k: simulate(k, env, p, ids, deadline, policy_params=q))(keys),
+        request,
+        replicated=2,
     )
+    fn = compiler.jit(lambda key, p, q: simulate_events(jax.random.split(key, events), p, q))
     args = (jax.random.key(request.seed), params, pp)
     tick = time.perf_counter()
     compiled = fn.lower(*args).compile()

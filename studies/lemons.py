@@ -38,7 +38,14 @@ from agentlab.kernels.markets.lemons.policies import simulate
 from agentlab.kernels.markets.names import BUYER_POLICIES, SELLER_POLICIES
 from agentlab.kernels.mixes import expand, parse_mix
 from agentlab.limits import Bound
-from agentlab.studies.simulation import SimulateRequest, SimulationResult, check_params, eas_figure, mix_text
+from agentlab.studies.simulation import (
+    SimulateRequest,
+    SimulationResult,
+    check_params,
+    eas_figure,
+    mix_text,
+    over_markets,
+)
 from agentlab.timing import compile_and_run, compile_only
 
 DEFAULT_DAYS = 50  # days when the request's steps is 0 (Agent Bazaar's 50)
@@ -103,7 +110,7 @@ def run_lemons(request: SimulateRequest) -> SimulationResult:
     num_sybil, num_buyers = int(params.num_sybil), int(buyer_ids.shape[0])
     days = request.steps or DEFAULT_DAYS
     keys = jax.random.split(jax.random.key(request.seed), request.markets)
-    fn = batched_simulation(num_sellers, request.dlc, days)
+    fn = over_markets(batched_simulation(num_sellers, request.dlc, days), request, replicated=2)
     rows, compile_seconds, run_seconds = compile_and_run(
         fn, keys, params, buyer_ids, compiler_options=compiler.options()
     )

@@ -142,14 +142,17 @@ def compute_cell(work: dict) -> dict[str, list]:
     return row
 
 
-def run(config: StudyConfig, out: Path, *, executor: str = "local", on_unit=None) -> executors.Counts:
+def run(
+    config: StudyConfig, out: Path, *, executor: str = "local", on_unit=None, ray_address: str | None = None
+) -> executors.Counts:
+    """Train every cell not yet in ``out/cells`` on `executor` (`ray_address`: the Ray cluster to join)."""
     import polars as pl
 
     schema = {name: pl.Float64 for name in FIGURES}
     listed = units(config, out)
     return executors.run_units(
         out / "cells", listed, compute_cell, executor=executor, columns=COLUMNS,
-        rows=lambda work: 1, schema=schema, on_unit=on_unit,
+        rows=lambda work: 1, schema=schema, on_unit=on_unit, ray_address=ray_address,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from agentlab import limits, rundir
+from agentlab import executors, limits, rundir
 from agentlab.errors import UsageError
 
 COMMAND = "sweep pgd"
@@ -85,35 +85,56 @@ def load_inputs(config: TradeoffConfig):
     return dataset, env, params, diffuser, target
 
 
-def run(config: TradeoffConfig, out: Path, *, force: bool = False, on_point=None, inputs=None) -> dict[str, Any]:
-    """Measure every point into the run directory `out`; return the summary. `on_point(done, total)` after each;
-    `inputs` are `load_inputs(config)` where the caller has checked them already."""
-    config = config.validate()
-    dataset, env, params, diffuser, target = inputs if inputs is not None else load_inputs(config)
-    with rundir.open_run(out, COMMAND, config.record(), force=force) as work:
-        return _run(config, work, dataset, env, params, diffuser, target, on_point)
+POINTS = "points"  # the run directory's folder of unit files (`agentlab.executors`)
+POINT_COLUMNS = ("generator", "guidance", "horizon", "target_log_likelihood", "dynamics_error", "invalid_rate",
+                 "transitions", "seconds")  # fmt: skip
 
 
-def _run(config, out: Path, dataset, env, params, diffuser, target, on_point) -> dict[str, Any]:
+def units(config: TradeoffConfig) -> list[tuple[str, tuple[str, int]]]:
+    """The study's units (`agentlab.executors`): ``pgd-III`` (guidance strength ``config.guidance[III]``, one row)
+    and ``worldmodel`` (one world model fitted, then rolled out at every horizon: one row per horizon). Names sort in
+    the table's order: PGD by guidance index, then the world model."""
+    listed: list[tuple[str, tuple[str, int]]] = [(f"pgd-{i:03d}", ("pgd", i)) for i in range(len(config.guidance))]
+    if config.horizons:
+        listed.append(("worldmodel", ("worldmodel", 0)))
+    return listed
+
+
+def _unit_rows(config: TradeoffConfig):
+    return lambda work: 1 if work[0] == "pgd" else len(config.horizons)
+
+
+_LOADED: dict[TradeoffConfig, tuple] = {}  # `load_inputs` per config, once per process (a Ray worker loads its own)
+
+
+def _inputs(config: TradeoffConfig) -> tuple:
+    if config not in _LOADED:
+        _LOADED.clear()
+        _LOADED[config] = load_inputs(config)
+    return _LOADED[config]
+
+
+def compute_unit(config: TradeoffConfig, work: tuple[str, int]) -> dict[str, list]:
+    """The rows of one unit (columns `POINT_COLUMNS` and ``dynamics_error_by_step``), a function of `config` and
+    `work` only: the draws of guidance index i come from ``fold_in(PRNGKey(seed), i)``, horizon j's from
+    ``fold_in(.., 1000 + j)`` and ``fold_in(.., 2000 + j)``, the world model from `seed`, wherever the unit runs."""
     import jax
-    import polars as pl
 
     from agentlab.rl import offline_training, pgd
 
-    started = time.perf_counter()
-    total = len(config.guidance) + len(config.horizons)
-    rows: list[dict[str, Any]] = []
+    dataset, env, params, diffuser, target = _inputs(config)
+    kind, i = work
     key = jax.random.PRNGKey(config.seed)
-    for i, c in enumerate(config.guidance):
+    rows = []
+    if kind == "pgd":
         tick = time.perf_counter()
+        c = config.guidance[i]
         windows = diffuser.sample(
             jax.random.fold_in(key, i), config.windows, config.sample_steps, target.agent.log_prob, target.state, c
         )
         m = pgd.measure_windows(env, params, diffuser.layout, windows, target.agent.log_prob, target.state)
         rows.append(_row("pgd", c, None, m, time.perf_counter() - tick))
-        if on_point is not None:
-            on_point(len(rows), total)
-    if config.horizons:
+    else:
         real = offline_training.real_transitions(dataset)
         model = offline_training.train_world_model(real, config.seed, config.model_updates)
         for j, h in enumerate(config.horizons):
@@ -131,8 +152,77 @@ def _run(config, out: Path, dataset, env, params, diffuser, target, on_point) ->
                 env, params, per.obs, per.action, per.next_obs, target.agent.log_prob, target.state
             )
             rows.append(_row("worldmodel", None, h, m, time.perf_counter() - tick))
-            if on_point is not None:
-                on_point(len(rows), total)
+    columns = (*POINT_COLUMNS, "dynamics_error_by_step")
+    return {name: [_plain(r[name]) for r in rows] for name in columns}
+
+
+def _plain(value):
+    """A JSON-able Python value (a list of floats or None for the per-step errors)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [None if v is None or not np.isfinite(v) else float(v) for v in value]
+    return value
+
+
+def _schema():
+    import polars as pl
+
+    return {"guidance": pl.Float64, "horizon": pl.Int64, "dynamics_error_by_step": pl.List(pl.Float64)}
+
+
+def check_points(config: TradeoffConfig, out: Path) -> int:
+    """A resumed study's unit files must be whole and this study's (`agentlab.executors.check_units`)."""
+    return executors.check_units(Path(out) / POINTS, units(config), columns=POINT_COLUMNS, rows=_unit_rows(config))
+
+
+def run(
+    config: TradeoffConfig,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    on_point=None,
+    inputs=None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Measure every point into the run directory `out` (units in ``out/points/``, on `executor`); return the
+    summary. ``on_point(done, total)`` after each unit (``done`` counts points); `inputs` are `load_inputs(config)`
+    where the caller has checked them already. `resume` continues a run, computing only the units not on disk."""
+    config = config.validate()
+    executors.check_executor(executor, ray_address)
+    if inputs is None:
+        inputs = load_inputs(config)
+    _LOADED.clear()
+    _LOADED[config] = inputs
+    if resume:
+        check_points(config, out)
+    with (
+        executors.session(executor, ray_address),  # a cluster it cannot join is refused before anything is written
+        rundir.open_run(out, COMMAND, config.record(), force=force, resume=resume, resumable=True) as work,
+    ):
+        return _run(config, work, inputs[0], on_point, executor, ray_address)
+
+
+def _run(config, out: Path, dataset, on_point, executor: str, ray_address: str | None) -> dict[str, Any]:
+    import functools
+
+    import polars as pl
+
+    started = time.perf_counter()
+    listed = units(config)
+    total = len(config.guidance) + len(config.horizons)
+    sizes = [1 if work[0] == "pgd" else len(config.horizons) for _, work in listed]
+
+    def on_unit(done: int) -> None:  # units done -> points done
+        if on_point is not None:
+            on_point(sum(sizes[:done]), total)
+
+    counts = executors.run_units(
+        out / POINTS, listed, functools.partial(compute_unit, config), executor=executor, columns=POINT_COLUMNS,
+        rows=_unit_rows(config), schema=_schema(), on_unit=on_unit, ray_address=ray_address,
+    )  # fmt: skip
+    points = executors.collect(out / POINTS, listed)
+    rows = [{k: r[k] for k in (*POINT_COLUMNS, "dynamics_error_by_step")} for r in points.to_dicts()]
     table = pl.DataFrame([{k: v for k, v in r.items() if k != "dynamics_error_by_step"} for r in rows])
     rundir.write_parquet(out / "tradeoff.parquet", table)
     summary = {
@@ -141,6 +231,8 @@ def _run(config, out: Path, dataset, env, params, diffuser, target, on_point) ->
         "target": config.target,
         "points": rows,
         "matched": matched_likelihood(rows),
+        "units_computed": counts.computed,
+        "units_resumed": counts.skipped,
         "wall_seconds": time.perf_counter() - started,
     }
     rundir.write_json(out / "summary.json", summary)

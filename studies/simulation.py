@@ -1,10 +1,11 @@
 """What every simulation study takes and returns: a `SimulateRequest` (policy mixes, episodes, steps, seed, numeric
-params overrides) and a `SimulationResult` (a tidy per-step table, a summary, figures). JAX-free: the command line
-builds requests before any kernel is loaded."""
+params overrides, devices) and a `SimulationResult` (a tidy per-step table, a summary, figures). JAX-free: the command
+line builds requests before any kernel is loaded. `over_markets` splits a study's batch of markets over devices."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from agentlab import limits
@@ -24,6 +25,7 @@ class SimulateRequest:
     steps: int = 0  # steps per episode (days; a grid event's deadline in rounds); 0: the kernel's default
     seed: int = 0
     params: dict[str, float] = dataclasses.field(default_factory=dict)  # numeric overrides of the kernel's params
+    devices: int = 1  # devices the markets are split over (`over_markets`); 1: one device
 
 
 @dataclasses.dataclass
@@ -40,6 +42,17 @@ def check_params(params: dict[str, float], bounds: dict[str, Bound]) -> dict[str
         if key not in bounds:
             raise UsageError(f"--param {key!r}: valid keys are {choices(sorted(bounds))}")
     return limits.check_all(params, bounds, "--param")
+
+
+def over_markets(fn: Callable[..., Any], request: SimulateRequest, replicated: int) -> Callable[..., Any]:
+    """``fn(keys (M,), *whole) -> rows`` (every output with leading axis M, markets independent) split over
+    ``request.devices`` devices in equal blocks of markets (`agentlab.devices.over_lanes`), its last `replicated`
+    arguments whole on every device; each market keeps its key, so the rows are the one-device rows. Devices that
+    JAX does not see or that do not divide ``request.markets``: `UsageError`. One device: `fn` itself."""
+    from agentlab import devices
+
+    count = devices.check(request.devices, request.markets, "--episodes (--markets, --events)")
+    return devices.over_lanes(fn, count, replicated)
 
 
 def mix_text(mix: tuple[tuple[str, int], ...]) -> str:

@@ -235,10 +235,12 @@ def run_units(
     *,
     executor: str = "local",
     on_unit: Callable[[int], None] | None = None,
+    ray_address: str | None = None,
 ) -> tuple[int, int]:
     """Compute every unit not yet in ``out/cells`` (`agentlab.executors.run_units`); returns ``(computed,
     skipped)``. Each unit is written atomically as soon as it is done, so an interrupted sweep loses at most the
-    units in flight; ``on_unit(done)`` receives the units done so far."""
+    units in flight; ``on_unit(done)`` receives the units done so far. `ray_address`: the Ray cluster of
+    ``executor="ray"`` (`agentlab.executors.ray_session`)."""
     import polars as pl
 
     return executors.run_units(
@@ -250,6 +252,7 @@ def run_units(
         rows=_rows(config),
         schema={"message_length": pl.Float64},
         on_unit=on_unit,
+        ray_address=ray_address,
     )
 
 

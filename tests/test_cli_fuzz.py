@@ -645,7 +645,7 @@ OPTIONS = {
         "--conv-channels": (one_of("2"), CSV_LIST),
         "--conv-kernels": (one_of("1"), CSV_LIST),
         "--eval-episodes": numbers("1"),
-        "--executor": (one_of("local"), st.one_of(one_of("ray", ""), free_text)),
+        "--executor": (one_of("local"), st.one_of(one_of("spark", ""), free_text)),  # ray runs: tests/test_ray.py
     },
     "train qlearn": {
         **COMMON,
@@ -705,7 +705,7 @@ OPTIONS = {
         "--kappa": numbers("0.02"),
         "--budget-message-length": numbers("200"),
         "--trials": numbers("10"),
-        "--executor": (one_of("local"), st.one_of(one_of("ray", ""), free_text)),
+        "--executor": (one_of("local"), st.one_of(one_of("spark", ""), free_text)),  # ray runs: tests/test_ray.py
     },
     "calibrate synergy": {
         **COMMON,

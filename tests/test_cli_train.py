@@ -81,11 +81,14 @@ def test_eval_writes_the_robustness_matrix(trained):
     result = invoke("eval", str(out), "--episodes", "4", "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     frame = pl.read_parquet(out / "eval" / "robustness.parquet")
-    assert frame.height == 2  # one profile (catch has no taxonomy) x two seeds
+    grid = ["plain", "action:p=0.3", "sticky:p=0.25", "drift:mode=sudden,at=100,to=(action:p=0.5)"]
+    assert frame.height == 2 * len(grid)  # catch: the generic kinds (no dropout on its images) x two seeds
     assert json.loads((out / "eval" / "config.json").read_text())["config"]["grid_name"] == "stori"
     matrix = pl.read_parquet(out / "eval" / "matrix.parquet")
-    assert matrix["episodes"].to_list() == [8] and matrix["normalised_return"].to_list() in ([1.0], [None])
-    assert set(frame["tested_under"]) == {"plain"} and (frame["mean_return"].abs() <= 1).all()
+    assert matrix["episodes"].to_list() == [8] * len(grid)
+    plain = matrix.filter(pl.col("tested_under") == "plain")["normalised_return"].to_list()
+    assert plain in ([1.0], [None])
+    assert set(frame["tested_under"]) == set(grid) and (frame["mean_return"].abs() <= 1).all()
     assert Image.open(out / "eval" / "plots" / "robustness.png").size[0] > 50
 
 
@@ -144,7 +147,7 @@ def test_eval_of_an_atari_run_writes_intervals_normalised_returns_and_drift_coun
     [
         (["train", "ppo", "--env", "pong"], "unknown kernel 'pong'"),
         (["train", "ppo", "--steps", "0"], "total_steps must be a positive integer"),
-        (["train", "ppo", "--env", "catch", "--stochasticity", "action:p=0.3"], "catch has no stochasticity profiles"),
+        (["train", "ppo", "--env", "catch", "--stochasticity", "mask:kind=dropout"], "needs float vector observations"),
         (["train", "ppo", "--stochasticity", "action:p=7"], "outside [0, 1]"),
         (["eval", "."], "is not an agentlab run directory"),
         (["eval", "nowhere"], "nowhere does not exist"),

@@ -55,6 +55,7 @@ def runs(tmp_path_factory):
             "--config", str(base / "small.toml"), "--out", str(base / folder / "run"), "--quiet",
         )  # fmt: skip
         assert result.exit_code == 0, result.stderr
+    (base / "plain.txt").write_text("plain\n")  # a one-column grid for the tests about runs, labels and steps
     return base
 
 
@@ -62,7 +63,7 @@ def runs(tmp_path_factory):
 def evaluated(runs):
     out = runs / "both"
     result = invoke("eval", str(runs / "a" / "run"), str(runs / "b" / "run"), "--episodes", "16", "--out", str(out),
-                    "--json", "--quiet")  # fmt: skip
+                    "--grid", str(runs / "plain.txt"), "--json", "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     return out, json.loads(result.stdout), pl.read_parquet(out / "robustness.parquet")
 
@@ -70,7 +71,7 @@ def evaluated(runs):
 def test_two_runs_with_the_same_name_get_distinct_labels_and_values(runs, evaluated):
     out, summary, frame = evaluated
     assert frame.columns[:2] == ["run", "label"]
-    assert frame["label"].to_list() == ["a/run", "b/run"]  # one seed each, one profile (catch: plain)
+    assert frame["label"].to_list() == ["a/run", "b/run"]  # one seed each, one profile (plain.txt)
     assert frame["run"].to_list() == [str(runs / "a" / "run"), str(runs / "b" / "run")]
     assert summary["runs"] == 2
     keys = sorted(k for k in summary if k.startswith("mean_return_"))
@@ -91,8 +92,8 @@ def test_eval_records_the_steps_the_run_trained(runs, evaluated):
 def test_a_run_given_twice_is_evaluated_once(runs, monkeypatch):
     monkeypatch.chdir(runs)
     os.symlink(runs / "a" / "run", runs / "link")
-    result = invoke("eval", "a/run", "a/run/", "./b/../a/run", "link", "--episodes", "2", "--out", "once", "--json",
-                    "--quiet")  # fmt: skip
+    result = invoke("eval", "a/run", "a/run/", "./b/../a/run", "link", "--episodes", "2", "--out", "once",
+                    "--grid", "plain.txt", "--json", "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     frame = pl.read_parquet(runs / "once" / "robustness.parquet")
     assert frame.height == 1 and frame["run"].to_list() == ["a/run"] and frame["label"].to_list() == ["run"]
@@ -377,12 +378,14 @@ def test_evaluate_runs_is_a_library_call_with_progress_and_resume(runs, tmp_path
     calls = []
     out = tmp_path / "lib"
     summary = ev.evaluate_runs([runs / "a" / "run"], "default", 2, 0, False, out, on_cell=lambda *a: calls.append(a))
-    assert calls == [(0, 1, ("run", "plain")), (1, 1, None)]
+    grid = ev.stori_grid("catch")  # the generic kinds catch supports: plain, action noise, sticky, drift
+    assert len(grid) == 4
+    assert calls == [(i, 4, ("run", spec)) for i, spec in enumerate(grid)] + [(4, 4, None)]
     assert summary["grid"] == "stori" and summary == json.loads((out / "summary.json").read_text())
     assert json.loads((out / "config.json").read_text())["config"]["grid_name"] == "stori"
     calls.clear()
     again = ev.evaluate_runs(
         [runs / "a" / "run"], "stori", 2, 0, False, out, resume=True, on_cell=lambda *a: calls.append(a)
     )
-    assert calls == [(1, 1, None)]  # nothing recomputed
+    assert calls == [(4, 4, None)]  # nothing recomputed
     assert again["mean_return_run_plain"] == summary["mean_return_run_plain"]

@@ -117,14 +117,4 @@ def test_sweep_writes_resumes_and_recomputes_nothing(tmp_path):
                                                                 "--resume"]))  # fmt: skip
 
 
-def test_sweep_ray_executor_gives_the_local_numbers(tmp_path):
-    """Units computed as Ray tasks (a local Ray instance) equal those computed in process: a cell's draws
-    depend only on --seed and its index, wherever it runs."""
-    pytest.importorskip("ray")
-    local = runner.invoke(app, ["sweep", "synergy", *SMALL, "--out", str(tmp_path / "l")])
-    assert local.exit_code == 0, local.output
-    result = runner.invoke(app, ["sweep", "synergy", *SMALL, "--executor", "ray", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
-    columns = ("cell", "depth", "mu_mc", "mu_se", "mu_theory")
-    expected = pl.read_parquet(tmp_path / "l" / "metrics.parquet").select(columns).sort("cell", "depth")
-    assert pl.read_parquet(tmp_path / "r" / "metrics.parquet").select(columns).sort("cell", "depth").equals(expected)
+# sweep synergy --executor ray against the local run directory: tests/test_ray.py.

@@ -349,3 +349,25 @@ def test_a_stochastic_kernel_is_not_wrapped_twice():
     env, _ = make("point", stochasticity="sticky:p=0.5", auto_reset=False)
     with pytest.raises(UsageError, match="already wrapped"):
         Stochastic(env, "action:p=0.1")
+
+
+def test_ppo_trains_in_the_wrapped_kernel():
+    """`train ppo --stochasticity` on a non-Atari kernel: PPO's environment is the wrapped kernel (its
+    observations lose features at the asked rate), and a two-update run trains on it."""
+    from agentlab.rl.ppo import PPO, PPOConfig, make_env, seed_keys
+
+    config = PPOConfig(
+        env="pendulum", stochasticity="mask:kind=dropout,p=0.5", total_steps=2 * 8 * 16, num_envs=8, num_steps=16,
+        num_minibatches=2, hidden=(8, 8),
+    )  # fmt: skip
+    env, params = make_env(config)
+    assert isinstance(params, StochasticParams) and params.stochasticity == parse_spec("mask:kind=dropout,p=0.5")
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), 2000), params)
+    hidden = float((np.asarray(obs) == 0).mean())
+    assert abs(hidden - 0.5) < 4 * np.sqrt(0.25 / obs.size)  # pendulum's features are never exactly 0 otherwise
+    learner = PPO(config)
+    before = learner.init_seeds(seed_keys(config))
+    after, metrics = jax.jit(jax.vmap(learner.update))(before)
+    assert np.isfinite(np.asarray(metrics["loss"])).all()
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.params, after.params)
+    assert all(jax.tree.leaves(changed))  # every layer learned from the wrapped kernel's transitions
