@@ -188,25 +188,31 @@ def apply_config_file(ctx: typer.Context, path: Path | None, values: dict[str, A
     for key, value in data.items():
         if key not in settable:
             fail(f"--config {path}: unknown key {key!r}: valid keys are {choices(sorted(settable))}")
-        default = values[key]
-        expected = type(default) if default is not None else None
-        if expected in (int, float) and isinstance(value, bool):
-            fail(f"--config {path}: {key} must be {expected.__name__}, got bool {value!r}")
-        if (
-            expected is not None
-            and not isinstance(value, expected)
-            and not (expected is float and isinstance(value, int))
-        ):
-            if expected is str and isinstance(value, (list, int, float)):
-                value = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            else:
-                fail(f"--config {path}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-        if expected is float and isinstance(value, int):
-            value = float(value)
+        value = config_value(key, value, values[key], f"--config {path}")
         source = ctx.get_parameter_source(key)
         if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             values[key] = value
     return values
+
+
+def config_value(key: str, value: Any, default: Any, source: str) -> Any:
+    """A TOML value for the option or config field `key`, checked against its `default`'s type (every command's
+    ``--config`` goes through here): a boolean is not a number nor a number a boolean, an int is taken for a
+    float, a list or a number for a string option is its comma-separated text (``hidden = [64, 64]`` for
+    ``--hidden 64,64``); a None default takes any value (the library checks it). Otherwise one line naming
+    `source`, exit 2."""
+    expected = type(default) if default is not None else None
+    if expected is None:
+        return value
+    if expected in (int, float) and isinstance(value, bool):
+        fail(f"{source}: {key} must be {expected.__name__}, got bool {value!r}")
+    if expected is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, expected):
+        if expected is str and isinstance(value, (list, int, float)):
+            return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        fail(f"{source}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
 
 
 def choice(name: str, values: Sequence[str]) -> type[enum.Enum]:

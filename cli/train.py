@@ -20,6 +20,7 @@ from agentlab.cli.common import (
     Seed,
     Stochasticity,
     choice,
+    config_value,
     default_out,
     deferred_progress,
     fail,
@@ -62,12 +63,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             fail(f"{source}: max_episode_steps must be an integer, got {type(value).__name__} {value!r}")
         return value
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        fail(f"{source}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-    return value
+    return config_value(key, value, default, source)
 
 
 def resolve_config(ctx: typer.Context, flags: dict[str, Any], config_file: Path | None, base=None):

@@ -147,3 +147,24 @@ def test_render_writes_a_gif_of_the_episode_and_a_png_strip(tmp_path):
     assert pixels.shape[1] > 10 * 16 * 10  # ten frames a row
     exists = invoke("render", "breakout", "--out", str(gif))
     assert exists.exit_code == 2 and "already exists" in exists.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "expected"),
+    [(3, 1.5, 3.0), ([64, 64], "32,32", "64,64"), (7, "5", "7"), (True, False, True), ("x", None, "x"), (2, 1, 2)],
+)
+def test_one_config_value_rule_for_every_command(value, default, expected):
+    """`--config` of every command (and train ppo's config fields) takes a TOML value by one rule."""
+    from agentlab.cli.common import config_value
+
+    got = config_value("key", value, default, "--config f.toml")
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(("value", "default"), [(True, 1), (False, 0.5), (1, True), ("3", 3), (1.5, 2), ([1], 1)])
+def test_config_value_refuses_a_value_of_another_type_in_one_line(value, default):
+    from agentlab.cli.common import config_value
+    from agentlab.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"^--config f.toml: key must be {type(default).__name__}, got "):
+        config_value("key", value, default, "--config f.toml")
