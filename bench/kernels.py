@@ -171,10 +171,12 @@ def kernel_for(cell: Cell) -> Kernel:
 
 
 def profile_specs(name: str) -> dict[str, str]:
-    """One representative profile of each taxonomy kind for `name` (the overhead measurement)."""
+    """One representative profile of each taxonomy kind for `name` (an id or an alias, as older runs recorded:
+    ``space_invaders``) (the overhead measurement)."""
     from agentlab.kernels.atari import GAMES
+    from agentlab.kernels.names import canonical_id
 
-    mode = next(iter(GAMES[name].event_modes))
+    mode = next(iter(GAMES[canonical_id(name)].event_modes))
     return {
         "action": "action:p=0.3",
         "sticky": "sticky:p=0.1",

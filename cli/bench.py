@@ -20,6 +20,7 @@ from agentlab.cli.common import (
     Seed,
     Stochasticity,
     apply_config_file,
+    choice,
     default_out,
     fail,
     handle_errors,
@@ -83,9 +84,12 @@ def kernels(
         typer.Option("--profiles", help="Also measure one profile of each taxonomy kind at the largest batch size."),
     ] = False,
     auto_reset: Annotated[
-        str, typer.Option("--auto-reset", help="on, off, or both (measures what auto-reset costs).")
+        choice("AutoResetMode", AUTO_RESET),
+        typer.Option("--auto-reset", help="on, off, or both (measures what auto-reset costs)."),
     ] = "on",
-    vs: Annotated[str | None, typer.Option("--vs", help="Measure a peer side by side: gymnax.")] = None,
+    vs: Annotated[
+        choice("Peer", ("gymnax",)) | None, typer.Option("--vs", help="Measure a peer side by side: gymnax.")
+    ] = None,
     devices: Annotated[
         int, typer.Option("--devices", help="Devices each batch is split over (shard_map); divides every batch size.")
     ] = 1,
@@ -118,7 +122,7 @@ def kernels(
     devices = values["devices"]
     for size in sizes:  # every batch splits into equal blocks
         devices = devices_check(devices, size, "--batch-sizes")
-    if auto_reset not in AUTO_RESET:
+    if auto_reset not in AUTO_RESET:  # a --config file's value (flags are Typer choices)
         fail(f"unknown --auto-reset {auto_reset!r}: valid values are 'on', 'off' or 'both'")
     if vs not in (None, "gymnax"):
         fail(f"unknown --vs {vs!r}: the only peer is 'gymnax'")

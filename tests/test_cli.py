@@ -52,12 +52,12 @@ def test_envs_table_goes_to_stderr_and_stdout_stays_clean():
         (["bench", "kernels", "--batch-sizes", "0"], "must be >= 1"),
         (["bench", "kernels", "--batch-sizes", "4,x"], "is not an integer"),
         (["bench", "kernels", "--envs", "pong"], "unknown name 'pong'"),
-        (["bench", "kernels", "--vs", "envpool"], "unknown --vs"),
+        (["bench", "kernels", "--vs", "envpool"], "'envpool' is not one of 'gymnax'"),
         (
             ["bench", "kernels", "--stochasticity", "event:mode=regenerate"],
             "unknown event mode 'regenerate' for asterix",
         ),
-        (["bench", "kernels", "--auto-reset", "maybe"], "unknown --auto-reset"),
+        (["bench", "kernels", "--auto-reset", "maybe"], "'maybe' is not one of 'on', 'off', 'both'"),
         (["bench", "kernels", "--steps", "0"], "--steps must be an integer in [1, "),
     ],
 )
