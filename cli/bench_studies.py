@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +31,36 @@ def _finish(out: Path, summary: dict, json: bool, quiet: bool, line: str) -> Non
         print_json(summary)
     if not quiet:
         typer.echo(f"{line}; wrote {out}", err=True)
+
+
+def _interleaved_rounds(command: str, bench: Any, module: Any, rows: Any, text: Any, **flags: Any) -> None:
+    """The body of a side-by-side bench against a peer process (bench mamql, bench pgd): open the run directory,
+    ``module.run(bench, on_round)`` with ``metrics.parquet`` rewritten after every round from ``rows(round,
+    seconds)`` and a line ``text(seconds)`` per round on stderr, summary.json, then ``module.lines(summary)``."""
+    from agentlab import rundir
+
+    out, quiet = flags["out"], flags["quiet"]
+    out = Path(out or default_out(command.replace(" ", "-")))
+    rundir.check_out(out, force=flags["force"])
+    with rundir.open_run(out, command, bench.record(), force=flags["force"]) as work:
+        import polars as pl
+
+        table: list[dict] = []
+
+        def on_round(r: int, seconds: dict[str, float]) -> None:
+            table.extend(rows(r, seconds))
+            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(table))
+            if not quiet:
+                typer.echo(f"round {r + 1}/{bench.rounds}: {text(seconds)}", err=True)
+
+        if not quiet:
+            typer.echo(f"{command}: {', '.join(bench.learners())}; compiling and warming up ...", err=True)
+        summary = module.run(bench, on_round)
+        rundir.write_json(work / "summary.json", summary)
+    if not quiet:
+        for line in module.lines(summary):
+            typer.echo(line, err=True)
+    _finish(out, summary, flags["json"], quiet, f"{command}: {bench.rounds} rounds")
 
 
 # -- agentlab bench ppo -------------------------------------------------------------------------------------------
@@ -386,7 +416,6 @@ def mamql(
     --torch-python process, interleaved over --rounds rounds on synthetic batches of the same shapes, compile
     excluded (reported apart). Writes summary.json (medians, ranges, ratios, machine) and metrics.parquet (a row
     per learner and round)."""
-    from agentlab import rundir
     from agentlab.bench import mamql as bm
 
     bench = bm.MAMQLBench(
@@ -397,31 +426,17 @@ def mamql(
         ma_mql=ma_mql,
         torch_python=torch_python,
     ).validate()
-    out = Path(out or default_out("bench-mamql"))
-    rundir.check_out(out, force=force)
-    with rundir.open_run(out, "bench mamql", bench.record(), force=force) as work:
-        import polars as pl
 
-        rows: list[dict] = []
+    def rows(r: int, seconds: dict[str, float]) -> list[dict]:
+        return [
+            {"learner": name, "round": r, "seconds_per_update": s, "updates_per_second": 1.0 / s}
+            for name, s in seconds.items()
+        ]
 
-        def on_round(r: int, seconds: dict[str, float]) -> None:
-            rows.extend(
-                {"learner": name, "round": r, "seconds_per_update": s, "updates_per_second": 1.0 / s}
-                for name, s in seconds.items()
-            )
-            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
-            if not quiet:
-                text = ", ".join(f"{name} {1.0 / s:.3g}/s" for name, s in seconds.items())
-                typer.echo(f"round {r + 1}/{rounds}: {text}", err=True)
+    def text(seconds: dict[str, float]) -> str:
+        return ", ".join(f"{name} {1.0 / s:.3g}/s" for name, s in seconds.items())
 
-        if not quiet:
-            typer.echo(f"bench mamql: {', '.join(bench.learners())}; compiling and warming up ...", err=True)
-        summary = bm.run(bench, on_round)
-        rundir.write_json(work / "summary.json", summary)
-    if not quiet:
-        for text in bm.lines(summary):
-            typer.echo(text, err=True)
-    _finish(out, summary, json, quiet, f"bench mamql: {rounds} rounds")
+    _interleaved_rounds("bench mamql", bench, bm, rows, text, out=out, force=force, json=json, quiet=quiet)
 
 
 # -- agentlab bench pgd -----------------------------------------------------------------------------------------
@@ -466,7 +481,6 @@ def pgd(
     sample_trajectory run from --pgd-repo in a --peer-python process, at the same U-Net widths, interleaved over
     --rounds rounds on synthetic standardised windows, compile excluded (reported apart). Writes summary.json
     (medians, ranges, ratios, parameter counts, machine) and metrics.parquet (a row per learner and round)."""
-    from agentlab import rundir
     from agentlab.bench import pgd as bp
 
     bench = bp.PGDBench(
@@ -485,41 +499,26 @@ def pgd(
         peer_python=peer_python,
         seed=seed,
     ).validate()
-    out = Path(out or default_out("bench-pgd"))
-    rundir.check_out(out, force=force)
-    with rundir.open_run(out, "bench pgd", bench.record(), force=force) as work:
-        import polars as pl
 
-        rows: list[dict] = []
+    def rows(r: int, seconds: dict[str, float]) -> list[dict]:
+        return [
+            {
+                "learner": name,
+                "round": r,
+                "seconds": s,
+                "steps_per_second": 1.0 / s if "-train" in name else None,
+                "windows_per_second": (bench.batch_size if "-train" in name else bench.windows) / s,
+            }
+            for name, s in seconds.items()
+        ]
 
-        def on_round(r: int, seconds: dict[str, float]) -> None:
-            for name, s in seconds.items():
-                train = "-train" in name
-                rows.append(
-                    {
-                        "learner": name,
-                        "round": r,
-                        "seconds": s,
-                        "steps_per_second": 1.0 / s if train else None,
-                        "windows_per_second": (bench.batch_size if train else bench.windows) / s,
-                    }
-                )
-            rundir.write_parquet(work / "metrics.parquet", pl.DataFrame(rows))
-            if not quiet:
-                text = ", ".join(
-                    f"{name} {1.0 / s:.3g} steps/s" if "-train" in name else f"{name} {windows / s:.3g} windows/s"
-                    for name, s in seconds.items()
-                )
-                typer.echo(f"round {r + 1}/{rounds}: {text}", err=True)
+    def text(seconds: dict[str, float]) -> str:
+        return ", ".join(
+            f"{name} {1.0 / s:.3g} steps/s" if "-train" in name else f"{name} {bench.windows / s:.3g} windows/s"
+            for name, s in seconds.items()
+        )
 
-        if not quiet:
-            typer.echo(f"bench pgd: {', '.join(bench.learners())}; compiling and warming up ...", err=True)
-        summary = bp.run(bench, on_round)
-        rundir.write_json(work / "summary.json", summary)
-    if not quiet:
-        for text in bp.lines(summary):
-            typer.echo(text, err=True)
-    _finish(out, summary, json, quiet, f"bench pgd: {rounds} rounds")
+    _interleaved_rounds("bench pgd", bench, bp, rows, text, out=out, force=force, json=json, quiet=quiet)
 
 
 # -- agentlab bench report --------------------------------------------------------------------------------------
