@@ -30,6 +30,7 @@ from agentlab.cli.common import (
 )
 from agentlab.cli.common import print_json as print_summary
 from agentlab.executors import EXECUTORS
+from agentlab.rl import names
 
 app = typer.Typer(
     help="Parameter sweeps and studies into a run directory: `agentlab sweep synergy`, `agentlab sweep mamql`, "
@@ -179,7 +180,9 @@ def mamql(
     tabular: Annotated[bool, typer.Option("--tabular/--neural", help="Tabular (gems layout=tabular) or neural.")] = (
         True
     ),
-    mode: Annotated[str, typer.Option("--mode", help="chi2 or exact (phi(x) = x).")] = "chi2",
+    mode: Annotated[
+        choice("MAMQLMode", names.MAMQL_MODES), typer.Option("--mode", help="chi2 or exact (phi(x) = x).")
+    ] = "chi2",
     updates: Annotated[int | None, typer.Option("--updates", help="Updates per run (train mamql's default).")] = None,
     hidden: Annotated[str, typer.Option("--hidden", help="Neural head widths.")] = "1024,1024",
     conv_channels: Annotated[str, typer.Option("--conv-channels", help="Neural conv torso channels.")] = "64,64",
@@ -213,7 +216,7 @@ def mamql(
         seeds=seeds,
         seed=seed,
         tabular=tabular,
-        mode=mode,
+        mode=mode.value,
         updates=updates,
         hidden=tuple(parse_int_list(hidden, "--hidden", minimum=1)),
         conv_channels=tuple(parse_int_list(conv_channels, "--conv-channels", minimum=1)),
