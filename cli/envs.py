@@ -60,7 +60,8 @@ def envs(
     from rich.table import Table
 
     table = Table(title="agentlab kernels", show_lines=True)
-    columns = ("kernel", "observation", "actions (full-set index)", "event modes", "blackout regions", "options")
+    columns = ("kernel", "observation", "actions (full-set index)", "event modes", "blackout regions", "stochasticity",
+               "options")  # fmt: skip
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -72,6 +73,7 @@ def envs(
             actions,
             ", ".join(row["event_modes"]) or "-",
             ", ".join(row["blackout_regions"]) or "-",
+            ", ".join(row["stochasticity"]),
             ", ".join(f"{k}={v}" for k, v in row["options"].items()),
         )
     console = Console(stderr=True)

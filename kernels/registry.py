@@ -262,14 +262,29 @@ def make(name: str, *, auto_reset: bool = True, **options: Any) -> tuple[Environ
     return (AutoReset(env) if auto_reset else env), params
 
 
+def stochasticity_kinds(name: str) -> tuple[str, ...]:
+    """The stochasticity kinds kernel `name` takes: the Atari games the whole taxonomy, every other kernel the
+    generic kinds `agentlab.kernels.wrappers.Stochastic` applies to it (`supported_kinds`)."""
+    from agentlab.kernels.stochasticity import IMAGE_MASK_KINDS
+    from agentlab.kernels.wrappers import supported_kinds
+
+    name = canonical_id(name)
+    if name in GAMES:
+        return ("action", "sticky", "event", "drift", *(f"mask:kind={kind}" for kind in IMAGE_MASK_KINDS))
+    env, params = make(name, auto_reset=False)
+    return supported_kinds(env, params)
+
+
 def describe(name: str) -> dict[str, Any]:
-    """What `agentlab envs` shows for one kernel (channels, actions, event modes, mask regions)."""
+    """What `agentlab envs` shows for one kernel (channels, actions, event modes, mask regions, the stochasticity
+    kinds it takes, its make() options)."""
     name = canonical_id(name)
     if split_external_id(name) is not None:  # gymnax:ID, jaxmarl:ID (`kernels/external.py`)
         from agentlab.kernels.external import describe_external
 
-        return describe_external(name)
+        return {**describe_external(name), "stochasticity": list(stochasticity_kinds(name))}
     if name not in _REGISTRY:
         raise UsageError(f"unknown kernel {name!r}: valid kernels are {choices(registered_kernels())}")
     env, _ = make(name, auto_reset=False)
-    return {**_REGISTRY[name][1](env), "options": option_defaults(name)}
+    kinds = list(stochasticity_kinds(name))
+    return {**_REGISTRY[name][1](env), "stochasticity": kinds, "options": option_defaults(name)}

@@ -32,7 +32,7 @@ COMMON = (
     "event_modes",
     "blackout_regions",
 )
-OWN_KEYS = {"buyer_actions", "classes", "options"}  # what a kernel adds to the common keys (and the registry's options)
+OWN_KEYS = {"buyer_actions", "classes", "options", "stochasticity"}  # a kernel's own keys, the registry's two
 
 
 def both(new, old, keys):

@@ -371,3 +371,27 @@ def test_ppo_trains_in_the_wrapped_kernel():
     assert np.isfinite(np.asarray(metrics["loss"])).all()
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.params, after.params)
     assert all(jax.tree.leaves(changed))  # every layer learned from the wrapped kernel's transitions
+
+
+SPECS = {
+    "action": "action:p=0.3",
+    "sticky": "sticky:p=0.1",
+    "drift": "drift:mode=sudden,at=5,to=(sticky:p=0.5)",
+    "mask:kind=dropout": "mask:kind=dropout,p=0.1",
+    "mask:kind=crop": "mask:kind=crop,region=left,p=0.75",
+    "mask:kind=torch": "mask:kind=torch,radius=3,centre=agent,p=1",
+    "mask:kind=blackout": "mask:kind=blackout,region=all,p=1",
+}
+
+
+@pytest.mark.parametrize("name", ["breakout", "catch", "coordination", "pendulum", "market-crash", "gems"])
+def test_the_kinds_describe_lists_are_exactly_those_make_takes(name):
+    from agentlab.kernels import describe
+
+    listed = describe(name)["stochasticity"]
+    for kind, spec in SPECS.items():
+        if kind in listed:
+            make(name, stochasticity=spec)
+        else:
+            with pytest.raises(UsageError):
+                make(name, stochasticity=spec)
