@@ -88,9 +88,12 @@ def open_uniform(word: jax.Array) -> jax.Array:
     return ((word >> 9).astype(jnp.float32) + jnp.float32(0.5)) * jnp.float32(2.0**-23)
 
 
-def key_words(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint32 `shape`: one counter-based word per element, from a raw ``uint32[2]`` (or typed) key."""
-    return counter_words(seed_words(key), jnp.arange(math.prod(shape), dtype=jnp.uint32)).reshape(shape)
+def key_words(key: jax.Array, shape: tuple[int, ...], first_row: int | jax.Array = 0) -> jax.Array:
+    """uint32 `shape`: one counter-based word per element, from a raw ``uint32[2]`` (or typed) key. With
+    `first_row`, the words of rows ``first_row ..`` of a larger batch with `shape`'s trailing dimensions (a device's
+    block of the batch gets the words the whole batch has there)."""
+    start = jnp.asarray(first_row, jnp.uint32) * jnp.uint32(math.prod(shape[1:]))
+    return counter_words(seed_words(key), start + jnp.arange(math.prod(shape), dtype=jnp.uint32)).reshape(shape)
 
 
 def derive_key(key: jax.Array, tag: int | jax.Array) -> jax.Array:

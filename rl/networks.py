@@ -59,12 +59,13 @@ class ActorCritic(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- distributions
-def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+def categorical_sample(key: jax.Array, logits: jax.Array, first_row: int | jax.Array = 0) -> jax.Array:
     """int32 ``logits.shape[:-1]``: one action per row by the Gumbel-max trick, with the Gumbel
     noise drawn from counter-based words of `key` (`agentlab.hashing`), not threefry: on the CPU a
     threefry call per rollout step costs more than the policy's forward pass. Actions whose logits
-    are -1e9 (masked) are never drawn."""
-    gumbel = -jnp.log(-jnp.log(hashing.open_uniform(hashing.key_words(key, logits.shape))))
+    are -1e9 (masked) are never drawn. `first_row`: these are rows ``first_row ..`` of a larger batch (the draws
+    that batch has there: `hashing.key_words`)."""
+    gumbel = -jnp.log(-jnp.log(hashing.open_uniform(hashing.key_words(key, logits.shape, first_row))))
     return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
 
 
@@ -83,10 +84,11 @@ def gaussian_split(policy: jax.Array) -> tuple[jax.Array, jax.Array]:
     return policy[..., :dim], policy[..., dim:]
 
 
-def gaussian_sample(key: jax.Array, policy: jax.Array) -> jax.Array:
-    """A draw from the diagonal Gaussian (inverse-CDF standard normals from counter-based words)."""
+def gaussian_sample(key: jax.Array, policy: jax.Array, first_row: int | jax.Array = 0) -> jax.Array:
+    """A draw from the diagonal Gaussian (inverse-CDF standard normals from counter-based words); `first_row` as
+    in `categorical_sample`."""
     mean, log_std = gaussian_split(policy)
-    uniform = hashing.open_uniform(hashing.key_words(key, mean.shape))
+    uniform = hashing.open_uniform(hashing.key_words(key, mean.shape, first_row))
     normal = jnp.float32(math.sqrt(2.0)) * jax.lax.erf_inv(2.0 * uniform - 1.0)
     return mean + jnp.exp(log_std) * normal
 

@@ -303,8 +303,12 @@ class PPO:
         self.action_mask = None if mask is None else jnp.asarray(mask, bool)
 
     # -- policy ------------------------------------------------------------------------------------
-    def sample(self, key: jax.Array, policy: jax.Array) -> jax.Array:
-        return nets.categorical_sample(key, policy) if self.discrete else nets.gaussian_sample(key, policy)
+    def sample(self, key: jax.Array, policy: jax.Array, first_row: int | jax.Array = 0) -> jax.Array:
+        """One action per row of `policy`; `first_row`: these are rows ``first_row ..`` of a larger batch (a
+        device's block), drawn as that batch draws them."""
+        if self.discrete:
+            return nets.categorical_sample(key, policy, first_row)
+        return nets.gaussian_sample(key, policy, first_row)
 
     def log_prob(self, policy: jax.Array, action: jax.Array) -> jax.Array:
         return nets.categorical_log_prob(policy, action) if self.discrete else nets.gaussian_log_prob(policy, action)
@@ -378,12 +382,8 @@ class PPO:
         def one_step(state: RunnerState, t: jax.Array):
             k_step = hashing.derive_key(k_rollout, t)
             policy, value = self.policy_value(state.params, state.obs)
-            if shard:  # the draws of the whole batch (counter words by row), this block's rows of them
-                everyone = jax.lax.all_gather(policy, agentlab_devices.AXIS, tiled=True)
-                action = self.sample(hashing.derive_key(k_step, 0), everyone)
-                action = jax.lax.dynamic_slice_in_dim(action, first, lanes)
-            else:
-                action = self.sample(hashing.derive_key(k_step, 0), policy)
+            # this block's rows of the whole batch's draws (counter words by row; no gather)
+            action = self.sample(hashing.derive_key(k_step, 0), policy, first)
             log_prob = self.log_prob(policy, action)
             env_keys = hashing.derive_key(jnp.broadcast_to(k_step, (lanes, *k_step.shape)), env_streams)
             obs, env_state, reward, terminated, truncated, info = step(

@@ -117,6 +117,27 @@ def test_key_words_match_counter_words_in_row_major_order():
     np.testing.assert_array_equal(words.reshape(-1), flat)
 
 
+@settings(max_examples=20, deadline=None)
+@given(rows=st.integers(1, 12), width=st.integers(1, 5), data=st.data())
+def test_a_block_of_rows_gets_the_words_and_draws_the_whole_batch_has_there(rows, width, data):
+    """`first_row`: a device's block of a batch draws what the batch draws in those rows (no gather needed)."""
+    first = data.draw(st.integers(0, rows - 1))
+    count = data.draw(st.integers(1, rows - first))
+    key = jax.random.PRNGKey(rows * 7 + width)
+    whole = np.asarray(key_words(key, (rows, width, 2)))
+    np.testing.assert_array_equal(np.asarray(key_words(key, (count, width, 2), first)), whole[first : first + count])
+    logits = jax.random.normal(jax.random.PRNGKey(1), (rows, width, 3))
+    np.testing.assert_array_equal(
+        np.asarray(nets.categorical_sample(key, logits[first : first + count], first)),
+        np.asarray(nets.categorical_sample(key, logits))[first : first + count],
+    )
+    policy = jax.random.normal(jax.random.PRNGKey(2), (rows, 2 * width))
+    np.testing.assert_array_equal(
+        np.asarray(nets.gaussian_sample(key, policy[first : first + count], first)),
+        np.asarray(nets.gaussian_sample(key, policy))[first : first + count],
+    )
+
+
 # -- HASH_PRNG and split_key: the counter hash behind the initial weights and the per-update keys
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), num=st.integers(1, 50))
